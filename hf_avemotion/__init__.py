@@ -1,0 +1,32 @@
+"""hf_avemotion: audio-visual emotion recognition on the Hugging Face stack.
+
+Importing the package registers the model with transformers' Auto classes:
+`AutoConfig`, `AutoModel` and `AutoModelForVideoClassification` resolve `model_type="avemotion"`.
+"""
+
+from transformers import AutoConfig, AutoModel, AutoModelForVideoClassification
+
+from .configuration_avemotion import FUSION_TYPES, RAVDESS_EMOTIONS, AVEmotionConfig
+from .modeling_avemotion import (
+    AVEmotionClassifierOutput,
+    AVEmotionForAudioVisualClassification,
+    AVEmotionModel,
+    AVEmotionModelOutput,
+)
+
+__version__ = "0.1.0"
+
+AutoConfig.register(AVEmotionConfig.model_type, AVEmotionConfig, exist_ok=True)
+# The product card: AutoModel.from_pretrained(folder) gives the classifier, whose output has `logits`.
+AutoModel.register(AVEmotionConfig, AVEmotionForAudioVisualClassification, exist_ok=True)
+AutoModelForVideoClassification.register(AVEmotionConfig, AVEmotionForAudioVisualClassification, exist_ok=True)
+
+__all__ = [
+    "AVEmotionConfig",
+    "AVEmotionModel",
+    "AVEmotionForAudioVisualClassification",
+    "AVEmotionModelOutput",
+    "AVEmotionClassifierOutput",
+    "FUSION_TYPES",
+    "RAVDESS_EMOTIONS",
+]

@@ -1,0 +1,134 @@
+"""Configuration of the AVEmotion audio-visual emotion model.
+
+This file travels to the Hub as remote code next to ``modeling_avemotion.py``: it imports
+nothing from ``hf_avemotion``.
+"""
+
+from transformers import AutoConfig, PreTrainedConfig
+from transformers.configuration_utils import SubConfigSpec
+
+FUSION_TYPES = ("cross_attention", "joint_transformer", "concat", "late", "audio_only", "video_only")
+VISION_POOLING = ("cls", "mean")
+# The eight RAVDESS emotions, in the order of the dataset's emotion code 01..08.
+RAVDESS_EMOTIONS = ("neutral", "calm", "happy", "sad", "angry", "fearful", "disgust", "surprised")
+
+
+class AVEmotionConfig(PreTrainedConfig):
+    r"""
+    Configuration of [`AVEmotionModel`] / [`AVEmotionForAudioVisualClassification`].
+
+    vision_config (`dict` or `PreTrainedConfig`, *optional*):
+        Config of the per-frame image encoder; a dict needs a `model_type`. Any vision encoder whose model returns
+        token hidden states works. Defaults to ViT-B/16 at 224 px (`google/vit-base-patch16-224-in21k`).
+    audio_config (`dict` or `PreTrainedConfig`, *optional*):
+        Config of the audio encoder, an AST. Defaults to AST-base, 16 kHz / 128 mel bins / 1024 frames
+        (`MIT/ast-finetuned-audioset-10-10-0.4593`). A shorter `max_length` suits 3-4 s clips.
+    fusion_type (`str`, *optional*, defaults to `"cross_attention"`):
+        One of `cross_attention`, `joint_transformer`, `concat`, `late`, `audio_only`, `video_only`.
+    fusion_hidden_size (`int`, *optional*, defaults to 256):
+        Width of the fusion head; both encoders are projected to it.
+    fusion_num_layers (`int`, *optional*, defaults to 2):
+        Number of fusion blocks (cross-attention and joint-transformer fusions).
+    fusion_num_heads (`int`, *optional*, defaults to 4):
+        Attention heads in the fusion blocks; must divide `fusion_hidden_size`.
+    fusion_intermediate_size (`int`, *optional*):
+        MLP width in the fusion blocks; defaults to `4 * fusion_hidden_size`.
+    fusion_dropout (`float`, *optional*, defaults to 0.1):
+        Dropout in the fusion head.
+    num_frames (`int`, *optional*, defaults to 8):
+        Maximum number of video frames per clip (size of the temporal position embedding).
+    modality_dropout (`float`, *optional*, defaults to 0.0):
+        In training, probability of dropping a whole modality of a row (never both).
+    vision_pooling (`str`, *optional*, defaults to `"cls"`):
+        How a frame's token sequence becomes one frame embedding: `cls` (first token) or `mean`.
+    class_weights (`list[float]`, *optional*):
+        Per-class weights of the cross-entropy loss (e.g. inverse class frequency).
+    label_smoothing (`float`, *optional*, defaults to 0.0):
+        Label smoothing of the cross-entropy loss.
+    late_fusion_aux_weight (`float`, *optional*, defaults to 0.5):
+        Late fusion only: weight of the per-modality losses added to the fused loss, so that both heads learn
+        even when the learned fusion weights favour one of them.
+
+    The label maps default to the 8 RAVDESS emotions. `problem_type="regression"` with `num_labels` targets
+    (e.g. valence and arousal) trains with a concordance-correlation (CCC) loss.
+
+    Example:
+
+    ```python
+    >>> from hf_avemotion import AVEmotionConfig, AVEmotionForAudioVisualClassification
+    >>> config = AVEmotionConfig(fusion_type="late")
+    >>> model = AVEmotionForAudioVisualClassification(config)
+    ```"""
+
+    model_type = "avemotion"
+    sub_configs_defaults = {
+        "vision_config": SubConfigSpec(config_class=AutoConfig, model_type="vit"),
+        "audio_config": SubConfigSpec(config_class=AutoConfig, model_type="audio-spectrogram-transformer"),
+    }
+
+    vision_config: dict | PreTrainedConfig | None = None
+    audio_config: dict | PreTrainedConfig | None = None
+    fusion_type: str = "cross_attention"
+    fusion_hidden_size: int = 256
+    fusion_num_layers: int = 2
+    fusion_num_heads: int = 4
+    fusion_intermediate_size: int | None = None
+    fusion_dropout: float = 0.1
+    num_frames: int = 8
+    modality_dropout: float = 0.0
+    vision_pooling: str = "cls"
+    class_weights: list[float] | None = None
+    label_smoothing: float = 0.0
+    late_fusion_aux_weight: float = 0.5
+
+    def __post_init__(self, **kwargs):
+        if self.id2label is None and kwargs.get("num_labels") is None and self.problem_type != "regression":
+            self.id2label = dict(enumerate(RAVDESS_EMOTIONS))
+            self.label2id = {label: i for i, label in self.id2label.items()}
+        super().__post_init__(**kwargs)
+        if self.fusion_intermediate_size is None:
+            self.fusion_intermediate_size = 4 * self.fusion_hidden_size
+        self._validate_fields()
+
+    def _validate_fields(self):
+        def fail(field, message):
+            raise ValueError(f"AVEmotionConfig.{field}: {message} (got {getattr(self, field)!r})")
+
+        if self.fusion_type not in FUSION_TYPES:
+            fail("fusion_type", f"must be one of {', '.join(FUSION_TYPES)}")
+        if self.vision_pooling not in VISION_POOLING:
+            fail("vision_pooling", f"must be one of {', '.join(VISION_POOLING)}")
+        for field in ("fusion_hidden_size", "fusion_num_layers", "fusion_num_heads", "fusion_intermediate_size",
+                      "num_frames"):
+            value = getattr(self, field)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                fail(field, "must be a positive integer")
+        if self.fusion_hidden_size % self.fusion_num_heads:
+            fail("fusion_num_heads", f"must divide fusion_hidden_size={self.fusion_hidden_size}")
+        for field in ("fusion_dropout", "label_smoothing"):
+            if not 0.0 <= getattr(self, field) < 1.0:
+                fail(field, "must be in [0, 1)")
+        if not 0.0 <= self.modality_dropout <= 0.5:
+            fail("modality_dropout", "must be in [0, 0.5] (a row always keeps one modality)")
+        if self.late_fusion_aux_weight < 0:
+            fail("late_fusion_aux_weight", "must be >= 0")
+        if self.num_labels < 1:
+            fail("num_labels", "must be >= 1")
+        if self.class_weights is not None:
+            if len(self.class_weights) != self.num_labels:
+                fail("class_weights", f"needs one weight per label ({self.num_labels})")
+            if any(w < 0 for w in self.class_weights):
+                fail("class_weights", "weights must be >= 0")
+        if self.audio_config.model_type != "audio-spectrogram-transformer":
+            fail("audio_config", "must be an AST config (model_type 'audio-spectrogram-transformer')")
+
+    @property
+    def uses_video(self) -> bool:
+        return self.fusion_type != "audio_only"
+
+    @property
+    def uses_audio(self) -> bool:
+        return self.fusion_type != "video_only"
+
+
+__all__ = ["AVEmotionConfig", "FUSION_TYPES", "RAVDESS_EMOTIONS"]
