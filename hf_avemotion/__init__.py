@@ -1,18 +1,21 @@
 """hf_avemotion: audio-visual emotion recognition on the Hugging Face stack.
 
 Importing the package registers the model with transformers' Auto classes:
-`AutoConfig`, `AutoModel` and `AutoModelForVideoClassification` resolve `model_type="avemotion"`.
+`AutoConfig`, `AutoModel` and `AutoModelForVideoClassification` resolve `model_type="avemotion"`, and
+`AutoProcessor` gives `AVEmotionProcessor`.
 """
 
 from transformers import AutoConfig, AutoModel, AutoModelForVideoClassification
 
 from .configuration_avemotion import FUSION_TYPES, RAVDESS_EMOTIONS, AVEmotionConfig
+from .media import Clip, MediaError, clip_from_arrays, iter_windows, load_clip
 from .modeling_avemotion import (
     AVEmotionClassifierOutput,
     AVEmotionForAudioVisualClassification,
     AVEmotionModel,
     AVEmotionModelOutput,
 )
+from .processing_avemotion import AVEmotionProcessor, register_processor
 
 __version__ = "0.1.0"
 
@@ -20,8 +23,15 @@ AutoConfig.register(AVEmotionConfig.model_type, AVEmotionConfig, exist_ok=True)
 # The product card: AutoModel.from_pretrained(folder) gives the classifier, whose output has `logits`.
 AutoModel.register(AVEmotionConfig, AVEmotionForAudioVisualClassification, exist_ok=True)
 AutoModelForVideoClassification.register(AVEmotionConfig, AVEmotionForAudioVisualClassification, exist_ok=True)
+register_processor()  # AutoProcessor.from_pretrained(folder) -> AVEmotionProcessor
 
 __all__ = [
+    "AVEmotionProcessor",
+    "Clip",
+    "MediaError",
+    "clip_from_arrays",
+    "iter_windows",
+    "load_clip",
     "AVEmotionConfig",
     "AVEmotionModel",
     "AVEmotionForAudioVisualClassification",
