@@ -24,6 +24,7 @@ AutoConfig.register(AVEmotionConfig.model_type, AVEmotionConfig, exist_ok=True)
 AutoModel.register(AVEmotionConfig, AVEmotionForAudioVisualClassification, exist_ok=True)
 AutoModelForVideoClassification.register(AVEmotionConfig, AVEmotionForAudioVisualClassification, exist_ok=True)
 register_processor()  # AutoProcessor.from_pretrained(folder) -> AVEmotionProcessor
+from . import pipeline_avemotion  # noqa: E402,F401  registers the "audio-visual-emotion-recognition" pipeline
 
 __all__ = [
     "AVEmotionProcessor",

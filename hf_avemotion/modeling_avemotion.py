@@ -302,67 +302,86 @@ class AVEmotionModel(AVEmotionPreTrainedModel):
         size = self.config.fusion_hidden_size
         return {"joint_transformer": 3 * size, "audio_only": size, "video_only": size}.get(self.config.fusion_type, 2 * size)
 
-    def encode_video(self, pixel_values, video_mask):
-        """pixel_values [B,T,3,H,W], video_mask bool [B,T] -> frame tokens [B,1+T,D], token mask [B,1+T].
-        Only frames that exist go through the encoder."""
+    def embed_frames(self, pixel_values, video_mask):
+        """Vision encoder: pixel_values [B,T,3,H,W], video_mask bool [B,T] -> frame embeddings [B,T,Dv]
+        (zeros for missing frames). Only frames that exist go through the encoder, in one batched call."""
         batch, num_frames = pixel_values.shape[:2]
-        if num_frames > self.config.num_frames:
-            raise ValueError(f"pixel_values has {num_frames} frames; this model takes at most "
-                             f"config.num_frames={self.config.num_frames}")
         frame_embeds = pixel_values.new_zeros(batch, num_frames, self.config.vision_config.hidden_size)
         if video_mask.any():
             encoded = self.vision_encoder(pixel_values=pixel_values[video_mask]).last_hidden_state
             pooled = encoded[:, 0] if self.config.vision_pooling == "cls" else encoded.mean(1)
             frame_embeds = frame_embeds.index_put((video_mask,), pooled.to(frame_embeds.dtype))
+        return frame_embeds
+
+    def _audio_patch_masks(self, frame_mask):
+        """Spectrogram frame mask [B,F] -> (time-patch validity [B,t], patch validity [B,f*t], has_audio [B]).
+        A patch is valid when its first spectrogram frame is a real (unpadded) frame."""
+        frequency, time = ast_token_grid(self.config.audio_config)
+        valid_frames = frame_mask.sum(-1, keepdim=True)  # [B,1]
+        time_start = torch.arange(time, device=frame_mask.device) * self.config.audio_config.time_stride
+        time_valid = time_start[None, :] < valid_frames
+        patch_valid = time_valid[:, None, :].expand(-1, frequency, time).reshape(frame_mask.shape[0], -1)
+        return time_valid, patch_valid, valid_frames[:, 0] > 0
+
+    def embed_audio(self, input_values, frame_mask):
+        """AST encoder: input_values [B,F,M], frame_mask bool [B,F] -> token states [B,2+f*t,Da]. Padded patches
+        are hidden from attention inside AST; the 2 special tokens always attend."""
+        _, patch_valid, _ = self._audio_patch_masks(frame_mask)
+        encoder_mask = torch.cat([patch_valid.new_ones(patch_valid.shape[0], 2), patch_valid], dim=1)
+        return self.audio_encoder(input_values=input_values, attention_mask=encoder_mask.long()).last_hidden_state
+
+    def video_tokens(self, frame_embeds, video_mask):
+        """frame_embeds [B,T,Dv], video_mask [B,T] -> frame tokens [B,1+T,D] (null token first), mask [B,1+T]."""
+        batch, num_frames = frame_embeds.shape[:2]
+        if num_frames > self.config.num_frames:
+            raise ValueError(f"got {num_frames} frames; this model takes at most "
+                             f"config.num_frames={self.config.num_frames}")
         tokens = self.video_projection(frame_embeds) + self.frame_position_embeddings[:, :num_frames]
         tokens = torch.cat([self.video_null_token.expand(batch, -1, -1), self.video_norm(tokens)], dim=1)
         return tokens, torch.cat([video_mask.new_ones(batch, 1), video_mask], dim=1)
 
-    def encode_audio(self, input_values, audio_frame_mask):
-        """input_values [B,F,M], audio_frame_mask bool [B,F] -> audio tokens [B,1+N,D], token mask [B,1+N],
-        time-aligned features [B,t,D] (t = AST time patches; mean over frequency patches)."""
-        batch = input_values.shape[0]
+    def audio_tokens(self, audio_states, frame_mask):
+        """audio_states [B,2+f*t,Da], frame_mask [B,F] -> audio tokens [B,1+N,D] (null token first), token mask
+        [B,1+N], time-aligned features [B,t,D] (mean over frequency patches, zero where padded)."""
+        batch = audio_states.shape[0]
         frequency, time = ast_token_grid(self.config.audio_config)
-        # a patch is valid when its first spectrogram frame is a real (unpadded) frame
-        valid_frames = audio_frame_mask.sum(-1, keepdim=True)  # [B,1]
-        time_start = torch.arange(time, device=input_values.device) * self.config.audio_config.time_stride
-        time_valid = time_start[None, :] < valid_frames  # [B,time]
-        has_audio = valid_frames[:, 0] > 0
-        patch_valid = time_valid[:, None, :].expand(batch, frequency, time).reshape(batch, -1)
-        # inside AST, padded patches are hidden from attention; the 2 special tokens always attend
-        encoder_mask = torch.cat([patch_valid.new_ones(batch, 2), patch_valid], dim=1)
-        encoded = self.audio_encoder(input_values=input_values, attention_mask=encoder_mask.long())
-        hidden = self.audio_norm(self.audio_projection(encoded.last_hidden_state))
-        special_valid = has_audio[:, None].expand(batch, 2)
-        token_mask = torch.cat([has_audio.new_ones(batch, 1), special_valid, patch_valid], dim=1)
+        time_valid, patch_valid, has_audio = self._audio_patch_masks(frame_mask)
+        hidden = self.audio_norm(self.audio_projection(audio_states))
+        token_mask = torch.cat([has_audio.new_ones(batch, 1), has_audio[:, None].expand(batch, 2), patch_valid], 1)
         tokens = torch.cat([self.audio_null_token.expand(batch, -1, -1), hidden], dim=1)
-        patches = hidden[:, -frequency * time:].reshape(batch, frequency, time, -1).mean(1)  # [B,time,D]
-        patches = patches * time_valid[..., None].to(patches.dtype)
-        return tokens, token_mask, patches
+        by_time = hidden[:, -frequency * time:].reshape(batch, frequency, time, -1).mean(1)
+        return tokens, token_mask, by_time * time_valid[..., None].to(by_time.dtype)
 
-    def _normalise_masks(self, pixel_values, input_values, video_mask, audio_mask):
-        """Default masks (all present) and validation; audio_mask [B] or [B,F] -> frame mask [B,F], row mask [B]."""
-        batch = (pixel_values if pixel_values is not None else input_values).shape[0]
-        device = (pixel_values if pixel_values is not None else input_values).device
+    def _normalise_masks(self, pixel_values, input_values, video_mask, audio_mask, frame_embeds, audio_states):
+        """Default masks (all present) and validation; audio_mask [B] or [B,F] -> frame mask [B,F]."""
+        video_input = pixel_values if pixel_values is not None else frame_embeds
+        audio_input = input_values if input_values is not None else audio_states
+        reference = video_input if video_input is not None else audio_input
+        if reference is None:
+            raise ValueError("give pixel_values and/or input_values")
+        batch, device = reference.shape[0], reference.device
         if self.config.uses_video:
-            if pixel_values is None:
+            if video_input is None:
                 raise ValueError(f"fusion_type={self.config.fusion_type!r} needs pixel_values [B,T,3,H,W]")
-            if pixel_values.dim() != 5:
+            if pixel_values is not None and pixel_values.dim() != 5:
                 raise ValueError(f"pixel_values must be [B,T,3,H,W], got shape {tuple(pixel_values.shape)}")
-            video_mask = (torch.ones(pixel_values.shape[:2], dtype=torch.bool, device=device)
+            if video_input.shape[1] > self.config.num_frames:
+                raise ValueError(f"got {video_input.shape[1]} frames; this model takes at most "
+                                 f"config.num_frames={self.config.num_frames}")
+            video_mask = (torch.ones(video_input.shape[:2], dtype=torch.bool, device=device)
                           if video_mask is None else video_mask.to(device=device, dtype=torch.bool))
-            if video_mask.shape != pixel_values.shape[:2]:
-                raise ValueError(f"video_mask must be [B,T]={tuple(pixel_values.shape[:2])}, got {tuple(video_mask.shape)}")
+            if video_mask.shape != video_input.shape[:2]:
+                raise ValueError(f"video_mask must be [B,T]={tuple(video_input.shape[:2])}, got {tuple(video_mask.shape)}")
         if self.config.uses_audio:
-            if input_values is None:
+            if audio_input is None:
                 raise ValueError(f"fusion_type={self.config.fusion_type!r} needs input_values [B,frames,mel]")
-            if input_values.dim() != 3:
+            if input_values is not None and input_values.dim() != 3:
                 raise ValueError(f"input_values must be [B,frames,mel], got shape {tuple(input_values.shape)}")
-            frames = input_values.shape[1]
+            if audio_input.shape[0] != batch:
+                raise ValueError(f"the video inputs have {batch} rows but the audio inputs {audio_input.shape[0]}")
+            frames = input_values.shape[1] if input_values is not None else self.config.audio_config.max_length
             if audio_mask is None:
                 audio_mask = torch.ones(batch, frames, dtype=torch.bool, device=device)
-            if input_values.shape[0] != batch:
-                raise ValueError(f"pixel_values has {batch} rows but input_values has {input_values.shape[0]}")
             audio_mask = audio_mask.to(device=device, dtype=torch.bool)
             if audio_mask.shape == (batch,):
                 audio_mask = audio_mask[:, None].expand(batch, frames)
@@ -382,21 +401,31 @@ class AVEmotionModel(AVEmotionPreTrainedModel):
         return video_mask & ~drop_video[:, None], audio_mask & ~drop_audio[:, None]
 
     def forward(self, pixel_values=None, input_values=None, video_mask=None, audio_mask=None,
-                output_attentions=False, **kwargs) -> AVEmotionModelOutput:
+                output_attentions=False, frame_embeds=None, audio_states=None, **kwargs) -> AVEmotionModelOutput:
         r"""
         pixel_values (`torch.FloatTensor` of shape `(B, T, 3, H, W)`): face frames (processor output).
         input_values (`torch.FloatTensor` of shape `(B, F, M)`): AST log-mel features.
         video_mask (`torch.BoolTensor` of shape `(B, T)`, *optional*): frames that exist.
         audio_mask (`torch.BoolTensor` of shape `(B,)` or `(B, F)`, *optional*): rows (or frames) that have audio.
+        frame_embeds (`torch.FloatTensor` of shape `(B, T, Dv)`, *optional*): cached output of `embed_frames`,
+            used instead of `pixel_values` (frozen-backbone training).
+        audio_states (`torch.FloatTensor` of shape `(B, 2+P, Da)`, *optional*): cached output of `embed_audio`,
+            used instead of `input_values`.
         """
-        video_mask, frame_mask = self._normalise_masks(pixel_values, input_values, video_mask, audio_mask)
-        video_mask, frame_mask = self._modality_dropout(video_mask, frame_mask)
+        video_mask, frame_mask = self._normalise_masks(pixel_values, input_values, video_mask, audio_mask,
+                                                       frame_embeds, audio_states)
         fusion = self.config.fusion_type
         video = audio = None
+        # encoders see the true masks; modality dropout acts on what the fusion sees
+        if self.config.uses_video and frame_embeds is None:
+            frame_embeds = self.embed_frames(pixel_values, video_mask)
+        if self.config.uses_audio and audio_states is None:
+            audio_states = self.embed_audio(input_values, frame_mask)
+        video_mask, frame_mask = self._modality_dropout(video_mask, frame_mask)
         if self.config.uses_video:
-            video, video_token_mask = self.encode_video(pixel_values, video_mask)
+            video, video_token_mask = self.video_tokens(frame_embeds, video_mask)
         if self.config.uses_audio:
-            audio, audio_token_mask, audio_by_time = self.encode_audio(input_values, frame_mask)
+            audio, audio_token_mask, audio_by_time = self.audio_tokens(audio_states, frame_mask)
         a2v = v2a = ()
         if fusion == "cross_attention":
             for layer in self.fusion_layers:
@@ -518,14 +547,17 @@ class AVEmotionForAudioVisualClassification(AVEmotionPreTrainedModel):
                 encoder.requires_grad_(not frozen)
 
     def forward(self, pixel_values=None, input_values=None, video_mask=None, audio_mask=None, labels=None,
-                output_attentions=False, return_dict=True, **kwargs) -> AVEmotionClassifierOutput:
+                output_attentions=False, frame_embeds=None, audio_states=None, return_dict=True,
+                **kwargs) -> AVEmotionClassifierOutput:
         r"""
         pixel_values (`torch.FloatTensor` of shape `(B, T, 3, H, W)`), input_values (`torch.FloatTensor` of shape
-        `(B, F, M)`), video_mask (`(B, T)`), audio_mask (`(B,)` or `(B, F)`): as in [`AVEmotionModel.forward`].
+        `(B, F, M)`), video_mask (`(B, T)`), audio_mask (`(B,)` or `(B, F)`), frame_embeds, audio_states: as in
+        [`AVEmotionModel.forward`].
         labels (`torch.LongTensor` of shape `(B,)`, or `torch.FloatTensor` of shape `(B, num_labels)` for
             regression): targets; the loss is returned when given.
         """
-        outputs = self.avemotion(pixel_values, input_values, video_mask, audio_mask, output_attentions)
+        outputs = self.avemotion(pixel_values, input_values, video_mask, audio_mask, output_attentions,
+                                 frame_embeds=frame_embeds, audio_states=audio_states)
         audio_logits = video_logits = fusion_weights = None
         if self.config.fusion_type == "late":
             audio_logits = self.audio_classifier(outputs.audio_embeds)
