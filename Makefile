@@ -8,7 +8,7 @@ TORCH_SPEC ?= torch==2.13.0
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: test demo bench install clean
+.PHONY: test demo bench install system-deps clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -19,7 +19,14 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed
 
-test: $(VENV)/.installed
+# Debian's chromium drives the browser test of the Gradio app (Playwright with executable_path; no browser
+# download). Installed with apt-get when missing and running as root.
+system-deps:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+	  else echo "chromium is missing: run 'sudo apt-get install chromium' (browser test)"; exit 1; fi; }
+
+test: $(VENV)/.installed system-deps
 	$(PY) -m pytest -q -p no:cacheprovider
 
 demo: $(VENV)/.installed
@@ -27,6 +34,7 @@ demo: $(VENV)/.installed
 
 bench: $(VENV)/.installed
 	$(PY) benchmarks/count_parameters.py
+	$(PY) benchmarks/run_benchmarks.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

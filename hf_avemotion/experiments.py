@@ -67,3 +67,40 @@ def ablation_table(results: dict) -> str:
         cells = [f"{r['summary'][k]['mean']:.3f} ± {r['summary'][k]['std']:.3f}" for k in SUMMARY_METRICS]
         lines.append(f"| {fusion_type} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def evaluate_model(model_dir, dataset, fold="fold_1", split="test", output_dir=None, batch_size=32) -> dict:
+    """Metrics (the package's evaluate module) and plots of a saved model on one split of a prepared fold."""
+    from accelerate import Accelerator
+    from torch.utils.data import DataLoader
+
+    from .evaluation import load_metric, plot_confusion_matrix, plot_roc_pr
+    from .modeling_avemotion import AVEmotionForAudioVisualClassification
+    from .prepare import load_prepared
+    from .processing_avemotion import AVEmotionProcessor
+    from .training import ClipFeatures, make_collate, predict
+
+    model_dir = Path(model_dir)
+    if not (model_dir / "config.json").is_file():
+        raise ValueError(f"{model_dir} is not a saved model folder (no config.json)")
+    model = AVEmotionForAudioVisualClassification.from_pretrained(model_dir, use_safetensors=True)
+    processor = AVEmotionProcessor.from_pretrained(model_dir)
+    part = load_prepared(dataset, fold=fold)[split]
+    data_labels = part.features["label"].names
+    label_names = [model.config.id2label[i] for i in range(model.config.num_labels)]
+    if data_labels != label_names:
+        raise ValueError(f"the dataset's labels {data_labels} differ from the model's {label_names}")
+    accelerator = Accelerator()
+    loader = DataLoader(ClipFeatures(part, processor, model.config.num_frames), batch_size=batch_size,
+                        collate_fn=make_collate(processor))
+    model, loader = accelerator.prepare(model, loader)
+    probs, labels = predict(model, loader, accelerator)
+    results = dict(load_metric().compute(predictions=probs.argmax(-1), references=labels, prediction_scores=probs,
+                                         labels=list(range(len(label_names))), label_names=label_names))
+    results.update(model=str(model_dir), dataset=str(dataset), fold=fold, split=split, num_clips=int(len(labels)))
+    out = Path(output_dir) if output_dir else model_dir.parent / f"eval_{fold}_{split}"
+    out.mkdir(parents=True, exist_ok=True)
+    results["plots"] = [str(plot_confusion_matrix(results["confusion_matrix"], label_names, out / "confusion_matrix.png")),
+                        str(plot_roc_pr(labels, probs, label_names, out / "roc_pr.png"))]
+    write_json_atomic(out / "metrics.json", results)
+    return results

@@ -365,7 +365,8 @@ def train(model_args: ModelArguments, data_args: DataArguments, train_args: Trai
                       val_macro_f1=val["macro_f1"], seconds=round(time.perf_counter() - started, 3))
         state["history"].append(record)
         state["epoch"] = epoch
-        improved = val["macro_f1"] > state["best_macro_f1"]
+        # ties go to the later epoch: with a small validation set, equal scores are common early on
+        improved = val["macro_f1"] >= state["best_macro_f1"]
         if improved:
             state.update(best_macro_f1=val["macro_f1"], best_epoch=epoch, epochs_without_improvement=0)
         else:
