@@ -1,6 +1,6 @@
 """The main job (`make demo` / `avemotion demo`): the whole stack on the built-in synthetic benchmark.
 
-1. generate the synthetic benchmark (MP4 clips, 12 synthetic actors, 8 emotions; `synthetic.py`)
+1. generate the synthetic benchmark (MP4 clips, 24 synthetic actors, 8 emotions; `synthetic.py`)
 2. prepare it into a `datasets` folder with one actor-independent fold (`prepare.py`)
 3. train tiny cross-attention, audio-only and video-only models with Accelerate (`training.py`)
 4. evaluate on the held-out actors; save the cross-attention model + processor to `runs/demo/model`,
@@ -16,9 +16,11 @@ from pathlib import Path
 from .training import parse_training_args, train, write_json_atomic
 
 DEMO_FUSION_TYPES = ("cross_attention", "audio_only", "video_only")
-# Actor-independent split of the 12 synthetic actors.
-DEMO_FOLD = {"demo": {"test": ["10", "11", "12"], "validation": ["8", "9"]}}
-DEMO_SYNTHETIC = dict(num_actors=12, clips_per_emotion=4, seed=0, duration=2.0)
+# 24 synthetic actors x 8 emotions x 2 clips: a model trained from scratch generalises to unseen actors far
+# better from many actors than from many clips of few actors (12 actors x 4 clips: 0.78-0.88 test accuracy).
+DEMO_SYNTHETIC = dict(num_actors=24, clips_per_emotion=2, seed=0, duration=2.0)
+# Actor-independent split: train actors 1-15, validation 16-18, test 19-24.
+DEMO_FOLD = {"demo": {"test": [str(a) for a in range(19, 25)], "validation": ["16", "17", "18"]}}
 
 
 def default_config_path() -> Path:
@@ -66,7 +68,7 @@ def run_demo(output_dir="runs/demo", config=None, num_proc=2) -> dict:
     best = full["cross_attention"]
     metrics = {k: v for k, v in best.items() if k not in ("plots",)}
     metrics.update(synthetic=True, dataset_name="hf_avemotion synthetic benchmark",
-                   protocol="train actors 1-7, validation 8-9, test 10-12 (actor-independent)",
+                   protocol="train actors 1-15, validation 16-18, test 19-24 (actor-independent)",
                    backbones="tiny ViT + tiny AST trained from scratch (configs/demo.yaml)",
                    baselines=results)
     for name in ("model", "plots"):
@@ -79,11 +81,11 @@ def run_demo(output_dir="runs/demo", config=None, num_proc=2) -> dict:
     card.save(out / "model" / "README.md")
 
     print("[5/5] predicting on a held-out clip", flush=True)
-    clip = sorted((synthetic_dir / "Actor_11").glob("*.mp4"))[0]
+    clip = sorted((synthetic_dir / "Actor_20").glob("*.mp4"))[0]
     prediction = load_pipeline(str(out / "model"))(str(clip), top_k=3, return_metadata=True)
     write_json_atomic(out / "results.json", results)
 
-    print(f"\nSynthetic benchmark, held-out actors 10-12 ({best['num_test_clips']} clips):")
+    print(f"\nSynthetic benchmark, held-out actors 19-24 ({best['num_test_clips']} clips):")
     print(f"{'model':<18}{'accuracy':>10}{'macro-F1':>10}")
     for fusion_type, r in results.items():
         print(f"{fusion_type:<18}{r['accuracy']:>10.3f}{r['macro_f1']:>10.3f}")

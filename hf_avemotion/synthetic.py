@@ -287,7 +287,7 @@ def _render_video(rng, actor, b1, b2, env, sr, num_frames, fps, size, gap):
         "dy": rng.uniform(-0.04, 0.04),
         "scale": rng.uniform(0.93, 1.07),
         "ph": rng.uniform(0, 2 * np.pi),
-        "curv": (1.0 if b2 else -1.0) * 0.14 * strength,
+        "curv": (1.0 if b2 else -1.0) * 0.2 * strength,
         "bg": np.clip(actor["bg"] + rng.uniform(-15, 15, 3), 0, 255),
     }
     eye_base = (1.0 if b1 else 0.32) * rng.uniform(0.9, 1.05)

@@ -143,3 +143,12 @@ def test_ablation_writes_a_table_with_one_row_per_fusion_type(tiny_yaml, tmp_pat
     assert "| late |" in table and "| audio_only |" in table and "±" in table
     assert results["late"]["folds"] == ["fold_1", "fold_2"]
     assert (tmp_path / "abl" / "ablation.md").read_text() == table
+
+
+@pytest.mark.parametrize("config", sorted((REPO_ROOT / "configs").glob("*.yaml")), ids=lambda p: p.name)
+def test_every_shipped_config_parses(config):
+    model_args, data_args, train_args = parse_training_args(["--config", str(config)])
+    assert model_args.fusion_type and train_args.num_epochs > 0
+    if model_args.vision_model:  # real-benchmark configs name the checkpoints the docs promise
+        assert model_args.vision_model == "google/vit-base-patch16-224-in21k"
+        assert model_args.audio_model == "MIT/ast-finetuned-audioset-10-10-0.4593"
