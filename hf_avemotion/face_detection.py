@@ -28,11 +28,12 @@ Reproduce with ``python benchmarks/bench_media.py --compare-detectors`` (numbers
 
 yuface's bundled libgomp spins while waiting. With its default 2-thread team on 2 busy cores a
 frame took ~400 ms instead of ~24 ms, so detection runs single-threaded (see
-`_openmp_single_thread`).
+`_one_openmp_thread`; it also covers torch's libgomp, which yuface uses once torch is imported).
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import functools
 import glob
@@ -74,31 +75,71 @@ def _validate_frames(frames) -> np.ndarray:
     return frames
 
 
-def _openmp_single_thread(yuface_module):
-    """A callable limiting the calling thread's OpenMP team in yuface's private libgomp to 1 thread.
+def _omp_handle(path: str, mode: int = 0):
+    """ctypes handle of an OpenMP runtime (None when it is absent or lacks the omp_* API)."""
+    try:
+        lib = ctypes.CDLL(path, mode=mode) if mode else ctypes.CDLL(path)
+        lib.omp_set_num_threads, lib.omp_get_max_threads  # noqa: B018 - both functions must exist
+    except (OSError, AttributeError):
+        return None
+    return lib
+
+
+_GLOBAL_GOMP: list = []  # torch's libgomp.so.1 once it is loaded (a loaded library stays loaded)
+
+
+def _openmp_runtimes(bundled: list) -> list:
+    """The OpenMP runtimes yuface's parallel regions may run in: its bundled libgomp and, once loaded (by
+    torch), ``libgomp.so.1``.
+
+    When torch is in the process, torch's ``libgomp.so.1`` sits in the global symbol scope and yuface's
+    ``GOMP_*`` calls resolve to it; setting only the bundled copy then had no effect (first detections
+    took ~700 ms instead of ~20 ms). It is looked up with ``RTLD_NOLOAD`` (never loaded by us) on each call
+    until found, since torch may be imported after yuface.
+    """
+    if not _GLOBAL_GOMP:
+        lib = _omp_handle("libgomp.so.1", getattr(os, "RTLD_NOLOAD", 0) | ctypes.RTLD_LOCAL)
+        if lib is not None:
+            _GLOBAL_GOMP.append(lib)
+    runtimes, seen = [], set()
+    for lib in bundled + _GLOBAL_GOMP:
+        address = ctypes.cast(lib.omp_set_num_threads, ctypes.c_void_p).value
+        if address not in seen:
+            seen.add(address)
+            runtimes.append(lib)
+    return runtimes
+
+
+@contextlib.contextmanager
+def _one_openmp_thread(runtimes: list):
+    """Within the block, the calling thread's OpenMP teams in ``runtimes`` use 1 thread; restored after.
 
     libgomp spins while waiting; with 2 cores shared with other processes, yuface's default
-    2-thread team took ~400 ms per 480 px frame instead of ~24 ms single-threaded.
-    Returns a no-op when the bundled libgomp is not found.
+    2-thread team took ~400 ms per 480 px frame instead of ~24 ms single-threaded. Restoring keeps
+    torch's intra-op thread count (torch uses the same libgomp once imported) unchanged. A 1-thread
+    team never wakes libgomp's worker pool, whose threads do not survive ``fork``: processes forked
+    after detections ran (``datasets`` map workers) detect without hanging.
     """
-    libs = os.path.join(os.path.dirname(os.path.dirname(yuface_module.__file__)), "yuface.libs")
-    for path in sorted(glob.glob(os.path.join(libs, "libgomp*.so*"))):
-        try:
-            set_threads = ctypes.CDLL(path).omp_set_num_threads
-        except (OSError, AttributeError):
-            continue
-        return lambda: set_threads(1)
-    return lambda: None
+    saved = [(lib, lib.omp_get_max_threads()) for lib in runtimes]
+    for lib, _ in saved:
+        lib.omp_set_num_threads(1)
+    try:
+        yield
+    finally:
+        for lib, threads in saved:
+            lib.omp_set_num_threads(threads)
 
 
 @functools.lru_cache(maxsize=None)
 def _yunet():
-    """(yuface.detect, single-thread setter), imported once; kept out of instances so they pickle."""
+    """(yuface.detect, handles of its bundled libgomp), imported once; kept out of instances so they pickle."""
     try:
         import yuface
     except ImportError as err:  # pragma: no cover - yuface is a hard dependency
         raise ImportError("FaceCropper needs the `yuface` package: pip install yuface") from err
-    return yuface.detect, _openmp_single_thread(yuface)
+    libs = os.path.join(os.path.dirname(os.path.dirname(yuface.__file__)), "yuface.libs")
+    bundled = [_omp_handle(path) for path in sorted(glob.glob(os.path.join(libs, "libgomp*.so*")))]
+    return yuface.detect, [lib for lib in bundled if lib is not None]
 
 
 def _smooth(values: np.ndarray, smoothing: float) -> np.ndarray:
@@ -173,9 +214,9 @@ class FaceCropper:
         else:
             scale_x = scale_y = 1.0
         bgr = np.ascontiguousarray(small[:, :, ::-1])
-        detect, single_thread = _yunet()
-        single_thread()  # per call: OpenMP thread settings belong to the calling thread
-        confs, xywh, _ = detect(bgr, conf=self.min_confidence)
+        detect, bundled = _yunet()
+        with _one_openmp_thread(_openmp_runtimes(bundled)):  # per call: OpenMP thread settings belong to the calling thread
+            confs, xywh, _ = detect(bgr, conf=self.min_confidence)
         if len(confs) == 0:
             return np.zeros((0, 5), dtype=np.float32)
         xywh = xywh.astype(np.float32)

@@ -322,6 +322,7 @@ class AVEmotionProcessor(ProcessorMixin):
         audio: Any = None,
         sampling_rate: int | None = None,
         return_tensors: str | None = "pt",
+        return_face_crops: bool = False,
         **kwargs,
     ) -> BatchFeature:
         """Prepare a batch of B clips.
@@ -335,6 +336,10 @@ class AVEmotionProcessor(ProcessorMixin):
                 videos' files/Clips when given.
             sampling_rate: rate (Hz) of ``audio``; waveforms are resampled to 16 kHz. Required with ``audio``.
             return_tensors: "pt", "np" or None (numpy).
+            return_face_crops: also return ``face_crops`` uint8 numpy [B,T,S,S,3], the crops behind
+                ``pixel_values`` (zeros where ``video_mask`` is False), so a caller showing them need
+                not detect faces again. It is not a model input and stays numpy whatever
+                ``return_tensors`` is: pop it before ``model(**features)``.
 
         Returns:
             `BatchFeature` with ``pixel_values`` float32 [B,T,3,S,S], ``input_values`` float32 [B,F,M],
@@ -369,6 +374,7 @@ class AVEmotionProcessor(ProcessorMixin):
         video_mask = np.zeros((batch, t), dtype=bool)
         face_mask = np.zeros((batch, t), dtype=bool)
         crops, where = [], []
+        face_crops = np.zeros((batch, t, s, s, 3), dtype=np.uint8) if return_face_crops else None
         for i, clip in enumerate(clips):
             if clip is None:
                 continue
@@ -377,6 +383,8 @@ class AVEmotionProcessor(ProcessorMixin):
                 continue
             cropped = self.face_cropper(frames) if self.detect_faces else self.face_cropper.centre_crops(frames)
             n = len(frames)
+            if face_crops is not None:
+                face_crops[i, :n] = cropped.crops
             video_mask[i, :n] = True
             face_mask[i, :n] = cropped.face_found
             crops.extend(cropped.crops)
@@ -407,6 +415,9 @@ class AVEmotionProcessor(ProcessorMixin):
             "face_mask": face_mask,
             "audio_mask": audio_mask,
         }
+        if face_crops is not None:
+            data["face_crops"] = face_crops
+            return BatchFeature(data=data, tensor_type=return_tensors, skip_tensor_conversion=["face_crops"])
         return BatchFeature(data=data, tensor_type=return_tensors)
 
 
