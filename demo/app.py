@@ -35,6 +35,7 @@ import logging
 import math
 import os
 import sys
+import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -60,6 +61,7 @@ DEFAULT_WINDOW_S = 4.0  # RAVDESS utterances are 3-4 s long
 TIMELINE_CROPS_MAX_S = 120.0  # longer timelines skip the per-window face crops (memory)
 CONCURRENCY = 2  # predictions running at once (2 CPU cores on a free Space)
 QUEUE_SIZE = 32  # requests waiting beyond that are refused with "queue is full"
+SWEEP_TRIES = 7200  # an analysed upload still named by a gradio event is looked at again for up to 1 h
 
 TITLE = "Audio-visual emotion recognition"
 
@@ -99,26 +101,28 @@ def default_model() -> str:
     return DEFAULT_HUB_MODEL
 
 
-def load_pipeline(model: str | os.PathLike) -> Callable:
+def load_pipeline(model: str | os.PathLike, allow_pickle: bool = False) -> Callable:
     """The emotion pipeline for ``model`` (a folder or a Hub id).
 
     With ``hf_avemotion`` installed, its pipeline module registers the task (and loads local folders
     with clear errors); without it (a Space that lists only the runtime dependencies) the pipeline,
-    processor and model classes are the remote code stored in the model repo.
+    processor and model classes are the remote code stored in the model repo. Weights load from
+    safetensors only unless ``allow_pickle`` (then with ``weights_only=True``).
     """
     import torch
     from transformers import pipeline
 
     device = 0 if torch.cuda.is_available() else -1
+    model_kwargs = {"weights_only": True} if allow_pickle else {"weights_only": True, "use_safetensors": True}
     try:
         module = importlib.import_module("hf_avemotion.pipeline_avemotion")
     except ModuleNotFoundError as err:  # the package is not installed (not: one of its dependencies is missing)
         if err.name not in ("hf_avemotion", "hf_avemotion.pipeline_avemotion"):
             raise
-        return pipeline(TASK, model=str(model), device=device, trust_remote_code=True)
+        return pipeline(TASK, model=str(model), device=device, trust_remote_code=True, model_kwargs=model_kwargs)
     if Path(model).is_dir():
-        return module.load_pipeline(model, device=device)
-    return pipeline(TASK, model=str(model), device=device)
+        return module.load_pipeline(model, device=device, allow_pickle=allow_pickle)
+    return pipeline(TASK, model=str(model), device=device, model_kwargs=model_kwargs)
 
 
 def model_labels(pipe: Any) -> list[str]:
@@ -334,7 +338,9 @@ class EmotionSpace:
 
     ``pipe`` is the emotion pipeline (or any callable with its contract). ``protected`` paths are
     never deleted (the cached copies of the example clips); any other file inside gradio's upload
-    folder is deleted once analysed.
+    folder is deleted once analysed -- by the last request that needs it: gradio stores identical
+    uploads under one content-hashed path, so a file is kept while another running request, or one
+    waiting in the queue of ``blocks`` (set by `build_app`), names it.
     """
 
     def __init__(self, pipe: Callable, limits: SpaceLimits | None = None, labels: Sequence[str] | None = None):
@@ -342,6 +348,10 @@ class EmotionSpace:
         self.limits = limits or SpaceLimits()
         self.labels = list(labels) if labels else model_labels(pipe)
         self.protected: set[Path] = set()
+        self.blocks: gr.Blocks | None = None
+        self._running: dict[str, int] = {}  # path -> requests analysing it now
+        self._sweeping: set[str] = set()  # analysed uploads waiting for the last event naming them to end
+        self._lock = threading.Lock()
 
     # -- temp files
 
@@ -352,8 +362,59 @@ class EmotionSpace:
         """A file gradio stored for this request (an upload or webcam recording), not an example."""
         from gradio.utils import get_upload_folder
 
-        resolved = Path(path).resolve()
+        try:
+            resolved = Path(path).resolve()
+        except (OSError, ValueError):  # a path the OS refuses (NUL byte, symlink loop): not an upload
+            return False
         return resolved.is_relative_to(Path(get_upload_folder()).resolve()) and resolved not in self.protected
+
+    def _claim(self, path: str) -> None:
+        with self._lock:
+            self._running[path] = self._running.get(path, 0) + 1
+
+    def _release(self, path: str) -> None:
+        """End of a request: delete the upload once no running or queued request needs it.
+
+        Called directly (no gradio queue: tests, scripts), the file goes at once. Under gradio, this
+        request's own event is still active for a moment, so a sweeper looks again every 0.5 s and deletes
+        the file when no event (waiting or started) names it any more.
+        """
+        with self._lock:
+            self._running[path] -= 1
+            if self._running[path] > 0:
+                return
+            del self._running[path]
+            if self._gradio_uses(path) is None:
+                self._discard(path)
+            elif path not in self._sweeping:
+                self._sweeping.add(path)
+                self._sweep_later(path, 0)
+
+    def _sweep_later(self, path: str, tries: int) -> None:
+        timer = threading.Timer(0.5, self._sweep, (path, tries))
+        timer.daemon = True
+        timer.start()
+
+    def _sweep(self, path: str, tries: int) -> None:
+        with self._lock:
+            if path in self._running:  # a new request took it: its own release takes over
+                self._sweeping.discard(path)
+                return
+            if self._gradio_uses(path) and tries < SWEEP_TRIES:
+                self._sweep_later(path, tries + 1)
+                return
+            self._sweeping.discard(path)
+            self._discard(path)
+
+    def _gradio_uses(self, path: str) -> int | None:
+        """gradio events (waiting, or started) whose inputs name ``path``; None without a readable queue."""
+        queue = getattr(self.blocks, "_queue", None)
+        try:
+            events = [e for q in queue.event_queue_per_concurrency_id.values() for e in list(q.queue)]
+            events += [e for job in list(queue.active_jobs) if job for e in job]
+        except (AttributeError, TypeError):  # no queue, or gradio's internals changed
+            return None
+        return sum(path in _paths_in(getattr(e.data, "data", None)) for e in events)
 
     def _discard(self, path: str) -> None:
         if not self._is_upload(path):
@@ -372,11 +433,14 @@ class EmotionSpace:
     def _check_before(self, path: str, timeline: bool) -> float | None:
         """Size and (header) duration checks before decoding; returns the header duration (or None)."""
         name = Path(path).name
-        if not Path(path).is_file():
+        try:
+            size_mb = Path(path).stat().st_size / 1e6 if Path(path).is_file() else None
+        except (OSError, ValueError):  # name too long, NUL byte, no permission, ...
+            size_mb = None
+        if size_mb is None:
             raise self._fail(
                 f"{name!r} is no longer on the server (uploads are deleted after analysis). Upload it again."
             )
-        size_mb = Path(path).stat().st_size / 1e6
         if self.limits.max_file_mb is not None and size_mb > self.limits.max_file_mb:
             raise self._fail(
                 f"{name!r} is {size_mb:.0f} MB; this Space accepts files up to {self.limits.max_file_mb:g} MB. "
@@ -426,6 +490,7 @@ class EmotionSpace:
         path = str(video)
         name = Path(path).name
         timeline = bool(timeline)
+        self._claim(path)
         try:
             duration = self._check_before(path, timeline)
             try:
@@ -445,7 +510,7 @@ class EmotionSpace:
                 title="Something went wrong",
             ) from None
         finally:
-            self._discard(path)
+            self._release(path)
 
     @staticmethod
     def _representative(result: dict) -> dict | None:
@@ -516,6 +581,7 @@ def build_app(
     *,
     limits: SpaceLimits | None = None,
     examples: Sequence[str] | None = None,
+    allow_pickle: bool = False,
 ) -> gr.Blocks:
     """The Space's ``gr.Blocks``, queue configured (launch it with `launch_app` or ``.launch(...)``).
 
@@ -524,15 +590,17 @@ def build_app(
         pipe: a ready pipeline (or a callable with its contract), e.g. in tests.
         limits: upload/duration limits (default: `SpaceLimits.from_env`).
         examples: example clip paths (default: `find_example_clips`; none when the data is absent).
+        allow_pickle: accept pickle-only weights (``pytorch_model.bin``; read with ``weights_only=True``).
     """
     limits = limits or SpaceLimits.from_env()
     if pipe is None:
-        pipe = load_pipeline(model_dir or default_model())
+        pipe = load_pipeline(model_dir or default_model(), allow_pickle=allow_pickle)
     space = EmotionSpace(pipe, limits)
     example_paths = find_example_clips() if examples is None else [str(p) for p in examples]
     top_k = min(len(space.labels), 3) if space.labels else 3
 
-    with gr.Blocks(title=TITLE, delete_cache=(1800, 3600)) as demo:
+    # no telemetry: the app makes no network request of its own (tests block sockets to check it)
+    with gr.Blocks(title=TITLE, delete_cache=(1800, 3600), analytics_enabled=False) as demo:
         gr.Markdown(f"# {TITLE}")
         gr.Markdown(DESCRIPTION.format(
             max_mb=_fmt_limit(limits.max_file_mb), clip=_fmt_limit(limits.max_clip_s),
@@ -579,6 +647,7 @@ def build_app(
         submit.click(space.predict, inputs=[video, timeline, window], outputs=outputs, api_name="predict")
 
     demo.queue(default_concurrency_limit=CONCURRENCY, max_size=QUEUE_SIZE)
+    space.blocks = demo  # its queue tells which uploads waiting requests still need
     demo.space = space  # the prediction function, for tests and scripts
     demo.limits = limits
     demo.example_paths = example_paths
@@ -623,10 +692,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--host", default=None, help="address to bind (default: $GRADIO_SERVER_NAME or 127.0.0.1)")
     parser.add_argument("--port", type=int, default=None,
                         help="port (default: $PORT, $GRADIO_SERVER_PORT, or the first free one from 7860)")
+    parser.add_argument("--allow-pickle", action="store_true",
+                        help="accept pickle-only weights (pytorch_model.bin), read with weights_only=True")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO)
     port = args.port or int(os.environ.get("PORT") or os.environ.get("GRADIO_SERVER_PORT") or 0) or None
-    launch_app(build_app(args.model), host=args.host, port=port)
+    launch_app(build_app(args.model, allow_pickle=args.allow_pickle), host=args.host, port=port)
 
 
 if __name__ == "__main__":

@@ -2,13 +2,17 @@
 
 Commands:
     predict FILE... --model DIR [--json] [--timeline] [--window-s S] [--hop-s S] [--top-k K] [--device D]
+            [--allow-pickle]
     push --model DIR --repo-id NAME [--private] [--dry-run OUT_DIR]
-    app --model DIR [--port N]
+    app --model DIR [--port N] [--allow-pickle]
     train ARGS... | cv ARGS... [--folds a,b] | ablation ARGS... --fusion-types a,b,c [--folds a,b]
     evaluate --model DIR --dataset DIR --fold NAME
     prepare {ravdess,crema-d,folder} ROOT OUT [--num-frames N] [--image-size S] [--num-proc P]
     synthetic OUT [--num-actors N] [--seed S]
     demo [--output-dir runs/demo]
+
+Model folders load from safetensors only; ``--allow-pickle`` opts in to pickle weights (``pytorch_model.bin``),
+read with ``torch.load(weights_only=True)``.
 
 Contract: exit 0 on success (``predict --json``: JSON on stdout); exit 2 with one line ``error: ...`` on
 stderr and no traceback for bad input (bad file, bad model folder, bad option). ``predict`` with several
@@ -26,6 +30,8 @@ import warnings
 from pathlib import Path
 
 EXIT_OK, EXIT_USAGE = 0, 2
+ALLOW_PICKLE_HELP = ("accept a model folder whose weights are only a pickle (pytorch_model.bin); unpickling can run "
+                     "code, so only for sources you trust (read with torch.load(weights_only=True))")
 PASSTHROUGH = ("train", "cv", "ablation")  # their remaining arguments go to training.parse_training_args
 
 
@@ -91,6 +97,7 @@ def build_parser() -> _Parser:
     p.add_argument("--top-k", type=_positive_int, default=None, metavar="K", help="labels per result")
     p.add_argument("--batch-size", type=_positive_int, default=1, metavar="B", help="timeline windows per batch")
     p.add_argument("--device", default=None, help="torch device, e.g. cpu or cuda:0 (default: GPU if any)")
+    p.add_argument("--allow-pickle", action="store_true", help=ALLOW_PICKLE_HELP)
 
     p = add("push", "upload a model folder to the Hugging Face Hub (or stage it with --dry-run)")
     p.add_argument("--model", required=True, metavar="DIR")
@@ -101,6 +108,7 @@ def build_parser() -> _Parser:
     p = add("app", "start the Gradio demo on 127.0.0.1")
     p.add_argument("--model", required=True, metavar="DIR")
     p.add_argument("--port", type=_positive_int, default=7860)
+    p.add_argument("--allow-pickle", action="store_true", help=ALLOW_PICKLE_HELP)
 
     add("train", "train a model: --config FILE.yaml [--field value ...]", add_help=False)
     p = add("cv", "cross-validate over the folds of a prepared dataset (training arguments as for train)",
@@ -183,7 +191,7 @@ def cmd_predict(args, rest) -> int:
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        pipe = load_pipeline(args.model, device=args.device)
+        pipe = load_pipeline(args.model, device=args.device, allow_pickle=args.allow_pickle)
     options = dict(return_metadata=True, top_k=args.top_k, timeline=args.timeline, batch_size=args.batch_size)
     if args.timeline:
         options.update(window_s=args.window_s, hop_s=args.hop_s)
@@ -266,7 +274,7 @@ def cmd_app(args, rest) -> int:
         app_module = _load_demo_app()
     except ImportError as err:
         raise ValueError(f"the demo needs gradio (pip install 'hf_avemotion[demo]'): {_one_line(err)}") from None
-    demo = app_module.build_app(str(model))
+    demo = app_module.build_app(str(model), **({"allow_pickle": True} if args.allow_pickle else {}))
     if hasattr(app_module, "launch_app"):  # the Space's upload limit and theme
         app_module.launch_app(demo, host="127.0.0.1", port=args.port)
     else:

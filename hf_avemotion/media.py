@@ -67,6 +67,7 @@ __all__ = [
     "NotMediaError",
     "RemoteURLError",
     "UnsupportedCodecError",
+    "check_clip",
     "clip_from_arrays",
     "iter_windows",
     "load_clip",
@@ -74,6 +75,10 @@ __all__ = [
 
 DEFAULT_SAMPLING_RATE = 16000
 DEFAULT_MAX_PIXELS = 4096 * 4096
+# Sampling rates accepted for in-memory audio and as a target: telephone speech is 8 kHz, studio PCM at most
+# 768 kHz. The bounds keep a resampling ratio (and so the memory it allocates) below ~1000x.
+MIN_SAMPLING_RATE, MAX_SAMPLING_RATE = 1000, 1_000_000
+MIN_FPS, MAX_FPS = 1e-3, 1e4  # frame rates accepted for in-memory frames (one frame per 1000 s .. 10 kHz)
 AUDIO_OVERHANG_S = 0.25  # audio past the last video frame shorter than this is codec padding
 _MAX_SKEW_S = 10.0  # how far one stream may run ahead of the other before a window is closed
 _DAMAGE_FRACTION = 0.1  # more damaged packets than this fraction -> CorruptMediaError
@@ -266,6 +271,8 @@ def _check_path(path: Any) -> tuple[str, bytes]:
         )
     if text == "":
         raise MediaNotFoundError("empty path given: no media file")
+    if "\x00" in text:
+        raise MediaNotFoundError(f"{text!r}: no such file (the path contains a NUL byte)")
     abspath = os.path.abspath(text)  # absolute: FFmpeg never reads "name:..." as a protocol
     try:
         st = os.stat(abspath)
@@ -618,12 +625,20 @@ class _VideoClock:
 
 
 class _FrameConverter:
-    """Converts picked av.VideoFrames to uint8 [H,W,3] RGB, all at the first frame's size."""
+    """Converts picked av.VideoFrames to uint8 [H,W,3] RGB, all at the first frame's size and rotation
+    (damaged streams can change both mid-stream; the frames of a clip must still stack)."""
 
-    def __init__(self, name: str, max_pixels: int | None):
+    def __init__(
+        self,
+        name: str,
+        max_pixels: int | None,
+        size: tuple[int, int] | None = None,
+        turns: int | None = None,
+    ):
         self.name = name
         self.max_pixels = max_pixels
-        self.size: tuple[int, int] | None = None  # (width, height) of output arrays
+        self.size: tuple[int, int] | None = size  # (width, height) of output arrays
+        self.turns: int | None = turns  # quarter turns counter-clockwise (display matrix)
         self._cache: tuple[int, np.ndarray] | None = None
 
     def check(self, frame: Any) -> None:
@@ -644,10 +659,11 @@ class _FrameConverter:
             rgb = frame.to_ndarray(format="rgb24")
         else:  # resolution changed mid-stream: keep one size so frames stack
             rgb = frame.to_ndarray(format="rgb24", width=w, height=h)
-        rotation = frame.rotation or 0
-        k = int(round(rotation / 90.0)) % 4
-        if k:  # display matrix (phone videos): rotate counter-clockwise by `rotation` degrees
-            rgb = np.ascontiguousarray(np.rot90(rgb, k))
+        if self.turns is None:
+            rotation = frame.rotation or 0
+            self.turns = int(round(rotation / 90.0)) % 4 if math.isfinite(rotation) else 0
+        if self.turns:  # display matrix (phone videos): rotate counter-clockwise by `rotation` degrees
+            rgb = np.ascontiguousarray(np.rot90(rgb, self.turns))
         self._cache = (key, rgb)
         return rgb
 
@@ -676,14 +692,43 @@ _SAMPLE_SCALE = {
 }
 
 
+_SAMPLE_DTYPE = {"u8": "u1", "s16": "<i2", "s32": "<i4", "s64": "<i8", "flt": "<f4", "dbl": "<f8"}
+
+
+def _frame_samples(frame: Any) -> np.ndarray:
+    """Samples of an audio frame as [C, N] in its own dtype.
+
+    Planes are read one channel at a time with ``AudioPlane(frame, i)``: PyAV's ``frame.planes`` (and so
+    ``to_ndarray``) counts planes up to the first NULL pointer, which for planar frames with 8 or more
+    channels runs past FFmpeg's pointer array and reads garbage (a damaged AAC header that announces 9
+    channels crashed the interpreter). Raises ValueError for formats or sizes it cannot read.
+    """
+    from av.audio.plane import AudioPlane
+
+    fmt = frame.format
+    name = fmt.name.rstrip("p")
+    if name not in _SAMPLE_DTYPE:
+        raise ValueError(f"unsupported sample format {fmt.name}")
+    dtype = np.dtype(_SAMPLE_DTYPE[name])
+    channels, samples = frame.layout.nb_channels or 1, frame.samples
+    if not fmt.is_planar:
+        plane = AudioPlane(frame, 0)
+        if plane.buffer_size < samples * channels * dtype.itemsize:
+            raise ValueError("audio frame smaller than its sample count")
+        return np.frombuffer(plane, dtype=dtype, count=samples * channels).reshape(-1, channels).T
+    rows = []
+    for i in range(channels):
+        plane = AudioPlane(frame, i)
+        if plane.buffer_size < samples * dtype.itemsize:
+            raise ValueError("audio plane smaller than its sample count")
+        rows.append(np.frombuffer(plane, dtype=dtype, count=samples))
+    return np.stack(rows)
+
+
 def _frame_to_mono(frame: Any) -> np.ndarray:
     """numpy down-mix of any audio frame (fallback when libswresample refuses its layout)."""
-    arr = frame.to_ndarray()
-    fmt = frame.format
-    channels = frame.layout.nb_channels or 1
-    if not fmt.is_planar:
-        arr = arr.reshape(-1, channels).T
-    name = fmt.name.rstrip("p")
+    arr = _frame_samples(frame)
+    name = frame.format.name.rstrip("p")
     if name in _SAMPLE_SCALE:
         offset, scale = _SAMPLE_SCALE[name]
         arr = (arr.astype(np.float64) - offset) / scale
@@ -705,6 +750,7 @@ class _AudioSink:
         self._resampler: Any = None
         self._key: tuple | None = None
         self._numpy_mix = False
+        self.skipped = 0  # frames that could not be read (counted as damaged packets)
 
     def _new_resampler(self) -> Any:
         # rematrix_maxval=1 normalises the down-mix matrix: mono stays within [-1, 1].
@@ -713,8 +759,10 @@ class _AudioSink:
         )
 
     def _take(self, frames: list) -> None:
-        for f in frames:
+        for f in frames:  # resampler output: packed mono float32
             data = f.to_ndarray().reshape(-1)
+            if not np.isfinite(data).all():  # float PCM can carry NaN/inf: silence them
+                data = np.nan_to_num(data, nan=0.0, posinf=1.0, neginf=-1.0)
             if data.size:
                 self._chunks.append((self.count, data))
                 self.count += data.size
@@ -733,9 +781,12 @@ class _AudioSink:
             except (ValueError, av.error.FFmpegError):
                 self._numpy_mix = True  # unusual layout: down-mix in numpy, resample mono
                 self._resampler = self._new_resampler()
-        mono = av.AudioFrame.from_ndarray(
-            _frame_to_mono(frame)[None, :], format="flt", layout="mono"
-        )
+        try:
+            samples = _frame_to_mono(frame)
+        except ValueError:  # unreadable frame (unknown format, short buffer): count it as damage
+            self.skipped += 1
+            return
+        mono = av.AudioFrame.from_ndarray(samples[None, :], format="flt", layout="mono")
         mono.sample_rate = frame.sample_rate
         if frame.time_base is not None:
             mono.pts, mono.time_base = frame.pts, frame.time_base
@@ -793,9 +844,20 @@ def _check_progress(src: _Source, elapsed: float, max_duration: float | None) ->
 # --------------------------------------------------------------------------------------------
 
 
+def _check_sampling_rate(sampling_rate: Any, name: str = "sampling_rate") -> int:
+    """``sampling_rate`` as an int in [MIN_SAMPLING_RATE, MAX_SAMPLING_RATE]; ValueError otherwise."""
+    if isinstance(sampling_rate, bool) or not isinstance(sampling_rate, (int, np.integer)) or sampling_rate <= 0:
+        raise ValueError(f"{name} must be a positive int (Hz), got {sampling_rate!r}")
+    if not MIN_SAMPLING_RATE <= sampling_rate <= MAX_SAMPLING_RATE:
+        raise ValueError(
+            f"{name}={int(sampling_rate)} Hz is outside the supported range "
+            f"{MIN_SAMPLING_RATE}-{MAX_SAMPLING_RATE} Hz"
+        )
+    return int(sampling_rate)
+
+
 def _validate_common(sampling_rate: int, max_pixels: int | None) -> None:
-    if not isinstance(sampling_rate, (int, np.integer)) or sampling_rate <= 0:
-        raise ValueError(f"sampling_rate must be a positive int, got {sampling_rate!r}")
+    _check_sampling_rate(sampling_rate)
     if max_pixels is not None and max_pixels <= 0:
         raise ValueError(f"max_pixels must be positive or None, got {max_pixels!r}")
 
@@ -924,6 +986,7 @@ def _load_clip(
 
         vspan = (clock.first, clock.end()) if clock is not None and clock.count else None
         aspan = (sink.start, sink.end_time()) if sink is not None and sink.count else None
+        stats.damaged += sink.skipped if sink is not None else 0
         _require_data(src, stats, vspan, aspan)
         t0, t1 = _timeline(vspan, aspan)
         _check_damage(src, stats, _shortfall(src, vspan, aspan))
@@ -946,7 +1009,9 @@ def _load_clip(
             missing = sorted(set(idx.tolist()) - set(picked))
             if missing:  # header plan was off: decode the video again for exactly these frames
                 picked = {j: picked[j] for j in set(idx.tolist()) if j in picked}
-                picked.update(_redecode_frames(abspath, name, head, set(missing), max_pixels))
+                picked.update(
+                    _redecode_frames(abspath, name, head, set(missing), max_pixels, convert)
+                )
             frames = np.stack([picked[j] for j in idx.tolist()])
             stamps = times_arr[idx] - t0
         audio = _empty_audio()
@@ -1003,13 +1068,14 @@ def _shortfall(src: _Source, vspan, aspan) -> float | None:
 
 
 def _redecode_frames(
-    abspath: str, name: str, head: bytes, wanted: set[int], max_pixels
+    abspath: str, name: str, head: bytes, wanted: set[int], max_pixels, first: _FrameConverter
 ) -> dict[int, np.ndarray]:
-    """Second pass over the video stream only: RGB arrays of frames numbered ``wanted``."""
+    """Second pass over the video stream only: RGB arrays of frames numbered ``wanted``, at the size and
+    rotation the first pass (``first``) used."""
     src = _open(abspath, name, head)
     try:
         src.video.thread_type = "AUTO"
-        convert = _FrameConverter(name, max_pixels)
+        convert = _FrameConverter(name, max_pixels, first.size, first.turns)
         out: dict[int, np.ndarray] = {}
         k = -1
         last = max(wanted)
@@ -1203,6 +1269,8 @@ class _WindowStream:
                 t = clock.time_of(frame)
                 if self.origin is None:
                     set_origin(t)
+                # before opening windows up to t: a damaged timestamp far in the future would open millions
+                _check_progress(src, t - self.origin, self.max_duration)
                 self._open_windows_until(t)
                 key = clock.count - 1
                 for w in self.open:
@@ -1224,9 +1292,9 @@ class _WindowStream:
             v_now = clock.last if clock is not None and clock.count else None
             a_now = self.sink.end_time() if self.sink is not None else None
             now = max(x for x in (v_now, a_now) if x is not None)
+            _check_progress(src, now - self.origin, self.max_duration)
             if a_now is not None:
                 self._open_windows_until(a_now)
-            _check_progress(src, now - self.origin, self.max_duration)
             # Close windows every stream has passed (or that one stream passed long ago).
             while self.open:
                 w = self.open[0]
@@ -1258,6 +1326,7 @@ class _WindowStream:
             if self.sink is not None and self.sink.count
             else None
         )
+        stats.damaged += self.sink.skipped if self.sink is not None else 0
         _require_data(src, stats, vspan, aspan)
         if self.origin is None:
             set_origin(_timeline(vspan, aspan)[0])
@@ -1292,8 +1361,18 @@ class _WindowStream:
 # --------------------------------------------------------------------------------------------
 
 
-def _frames_from_input(frames: Any) -> np.ndarray:
-    """uint8 [T,H,W,3] from an array [T,H,W,C] / [H,W,C], or a list of PIL images / arrays."""
+def _check_frame_pixels(height: int, width: int, max_pixels: int | None, what: str) -> None:
+    if max_pixels is not None and height * width > max_pixels:
+        raise FrameTooLargeError(
+            f"{what} are {width}x{height} = {width * height} pixels each, above max_pixels={max_pixels}"
+        )
+
+
+def _frames_from_input(frames: Any, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """uint8 [T,H,W,3] from an array [T,H,W,C] / [H,W,C], or a list of PIL images / arrays.
+
+    Frames above ``max_pixels`` raise :class:`FrameTooLargeError` before any conversion.
+    """
     if isinstance(frames, (list, tuple)):
         if len(frames) == 0:
             raise ValueError("frames is an empty list")
@@ -1309,9 +1388,11 @@ def _frames_from_input(frames: Any) -> np.ndarray:
         shapes = {a.shape[:2] for a in items}
         if len(shapes) > 1:
             raise ValueError(f"all frames must have the same size, got {sorted(shapes)}")
+        _check_frame_pixels(*items[0].shape[:2], max_pixels, "frames")
         arr = np.stack([_to_rgb_uint8(a, f"frames[{i}]") for i, a in enumerate(items)])
         return arr
     if hasattr(frames, "convert") and hasattr(frames, "size"):
+        _check_frame_pixels(frames.size[1], frames.size[0], max_pixels, "frames")
         return np.asarray(frames.convert("RGB"))[None]
     arr = np.asarray(frames)
     if arr.ndim == 3:
@@ -1320,6 +1401,7 @@ def _frames_from_input(frames: Any) -> np.ndarray:
         raise ValueError(f"frames must be [T,H,W,3] or [H,W,3], got shape {arr.shape}")
     if arr.shape[0] == 0 or arr.shape[1] == 0 or arr.shape[2] == 0:
         raise ValueError(f"frames is empty (shape {arr.shape})")
+    _check_frame_pixels(arr.shape[1], arr.shape[2], max_pixels, "frames")
     return _to_rgb_uint8(arr, "frames")
 
 
@@ -1367,6 +1449,8 @@ def _audio_from_input(audio: Any) -> np.ndarray:
     elif arr.dtype.kind != "f":
         raise ValueError(f"audio must be float (or int16/int32/uint8 PCM), got dtype {arr.dtype}")
     arr = arr.astype(np.float32, copy=False)
+    if arr.size == 0:
+        raise ValueError("audio is empty")
     if arr.ndim == 2:
         ch_axis = 0 if arr.shape[0] <= arr.shape[1] else 1
         if arr.shape[ch_axis] > 32:
@@ -1419,6 +1503,7 @@ def clip_from_arrays(
     fps: float = 25.0,
     *,
     target_sampling_rate: int = DEFAULT_SAMPLING_RATE,
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
 ) -> Clip:
     """Build a :class:`Clip` from in-memory frames and/or a waveform.
 
@@ -1429,30 +1514,34 @@ def clip_from_arrays(
         audio: float array [N] in [-1,1], or [N,C] / [C,N] (the shorter axis is taken as
             channels and averaged); int16/int32/uint8 PCM is scaled to [-1,1].
         sampling_rate: rate of ``audio`` in Hz; required when audio is given.
-        fps: frame rate of ``frames``; frame i gets timestamp i / fps.
+        fps: frame rate of ``frames`` (MIN_FPS..MAX_FPS); frame i gets timestamp i / fps.
         target_sampling_rate: output rate; audio at another rate is resampled (libswresample).
+        max_pixels: refuse frames with more pixels (:class:`FrameTooLargeError`); None disables.
 
     Raises:
         ValueError (or MediaError) for empty input, wrong rank/dtype, NaN/inf, out-of-range
-        audio, or audio without sampling_rate.
+        audio, audio without sampling_rate, or a sampling rate outside
+        [MIN_SAMPLING_RATE, MAX_SAMPLING_RATE].
     """
     if frames is None and audio is None:
         raise ValueError("give frames, audio, or both")
-    if not (fps > 0 and math.isfinite(fps)):
+    if isinstance(fps, bool) or not isinstance(fps, (int, float, np.number)) or not (
+        fps > 0 and math.isfinite(fps)
+    ):
         raise ValueError(f"fps must be a positive number, got {fps!r}")
+    if not MIN_FPS <= fps <= MAX_FPS:
+        raise ValueError(f"fps={fps!r} is outside the supported range {MIN_FPS:g}-{MAX_FPS:g}")
+    target_sampling_rate = _check_sampling_rate(target_sampling_rate, "target_sampling_rate")
     out_frames, stamps = _empty_frames(), np.zeros((0,), dtype=np.float64)
     if frames is not None:
-        out_frames = _frames_from_input(frames)
+        out_frames = _frames_from_input(frames, max_pixels)
         stamps = np.arange(len(out_frames), dtype=np.float64) / fps
     wave = _empty_audio()
     if audio is not None:
         if sampling_rate is None:
             raise ValueError("sampling_rate is required when audio is given")
-        if not isinstance(sampling_rate, (int, np.integer)) or sampling_rate <= 0:
-            raise ValueError(f"sampling_rate must be a positive int, got {sampling_rate!r}")
-        wave = _resample_mono(
-            _audio_from_input(audio), int(sampling_rate), int(target_sampling_rate)
-        )
+        rate = _check_sampling_rate(sampling_rate)
+        wave = _resample_mono(_audio_from_input(audio), rate, target_sampling_rate)
     duration = max(len(out_frames) / fps, len(wave) / target_sampling_rate)
     return Clip(
         frames=out_frames,
@@ -1465,3 +1554,39 @@ def clip_from_arrays(
         path=None,
         start=0.0,
     )
+
+
+def check_clip(clip: Any, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Clip:
+    """Validate a :class:`Clip` built outside this module (its fields are plain attributes).
+
+    Raises ValueError when ``frames`` is not uint8 [T,H,W,3] (or exceeds ``max_pixels``:
+    :class:`FrameTooLargeError`), ``timestamps`` does not have T entries, ``audio`` is not a finite
+    float32/float64 [N] within [-1, 1], ``sampling_rate`` is out of range, or ``duration`` is not
+    a finite number >= 0. Returns the clip unchanged.
+    """
+    frames, audio = getattr(clip, "frames", None), getattr(clip, "audio", None)
+    if not isinstance(frames, np.ndarray) or frames.ndim != 4 or frames.shape[-1] != 3:
+        raise ValueError(
+            f"Clip.frames must be a uint8 array [T,H,W,3], got {getattr(frames, 'shape', type(frames))}"
+        )
+    if frames.dtype != np.uint8:
+        raise ValueError(f"Clip.frames must be uint8, got dtype {frames.dtype}")
+    if frames.shape[0]:
+        _check_frame_pixels(frames.shape[1], frames.shape[2], max_pixels, "Clip.frames")
+    stamps = np.asarray(getattr(clip, "timestamps", ()))
+    if stamps.shape != (frames.shape[0],):
+        raise ValueError(f"Clip.timestamps must have {frames.shape[0]} entries, got shape {stamps.shape}")
+    if not isinstance(audio, np.ndarray) or audio.ndim != 1 or audio.dtype.kind != "f":
+        raise ValueError(
+            f"Clip.audio must be a float array [N], got {getattr(audio, 'shape', type(audio))}"
+        )
+    if audio.size and not (np.isfinite(audio).all() and np.abs(audio).max() <= 1.01):
+        raise ValueError("Clip.audio must be finite and within [-1, 1]")
+    if audio.size:
+        _check_sampling_rate(clip.sampling_rate, "Clip.sampling_rate")
+    duration = clip.duration
+    if not isinstance(duration, (int, float, np.number)) or not (
+        math.isfinite(duration) and duration >= 0
+    ):
+        raise ValueError(f"Clip.duration must be a finite number >= 0, got {duration!r}")
+    return clip

@@ -25,6 +25,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import pickle
 import re
 import sys
 from typing import Any
@@ -35,12 +36,16 @@ from transformers import AutoModel, AutoModelForVideoClassification
 from transformers.pipelines import PIPELINE_REGISTRY
 from transformers.pipelines.base import ChunkPipeline
 
-from .media import Clip, MediaError, clip_from_arrays, iter_windows, load_clip
+from .media import Clip, MediaError, MediaTooLongError, check_clip, clip_from_arrays, iter_windows, load_clip
 
-__all__ = ["TASK", "AudioVisualEmotionPipeline", "load_pipeline", "register_pipeline"]
+__all__ = ["TASK", "AudioVisualEmotionPipeline", "UnsafeWeightsError", "check_weights", "load_pipeline",
+           "register_pipeline"]
 
 TASK = "audio-visual-emotion-recognition"
 _DICT_KEYS = {"frames", "audio", "sampling_rate", "fps"}
+MAX_TIMELINE_S = 6 * 3600.0  # default longest input with timeline=True (a damaged timestamp can claim years)
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
+_UNSET = object()
 
 
 class _ListItem:
@@ -73,6 +78,8 @@ class AudioVisualEmotionPipeline(ChunkPipeline):
             A window is classified on its own; with overlapping windows (``hop_s < window_s``) a
             segment is the central ``hop_s`` part of its window.
         window_s (`float`, defaults to 4.0) / hop_s (`float`, defaults to window_s): timeline windows.
+        max_timeline_s (`float`, defaults to 6 h): longer inputs raise `MediaTooLongError` with
+            ``timeline=True`` (``None``: no limit); without a timeline the processor's ``max_duration`` applies.
         return_attentions (`bool`, defaults to False): ``"attention"``: the last fusion layer's
             audio-to-video attention averaged over heads and audio tokens, one weight per frame used
             (list of T floats; None for fusion types without cross-modal attention).
@@ -103,7 +110,7 @@ class AudioVisualEmotionPipeline(ChunkPipeline):
     # ---------------------------------------------------------------- parameters
 
     def _sanitize_parameters(self, top_k=None, return_metadata=None, timeline=None, window_s=None, hop_s=None,
-                             return_attentions=None, return_face_crops=None, **unknown):
+                             return_attentions=None, return_face_crops=None, max_timeline_s=_UNSET, **unknown):
         if unknown:
             raise TypeError(f"unexpected argument(s): {', '.join(sorted(unknown))}")
         preprocess, forward, postprocess = {}, {}, {}
@@ -119,6 +126,8 @@ class AudioVisualEmotionPipeline(ChunkPipeline):
             preprocess["window_s"] = postprocess["window_s"] = _positive("window_s", window_s)
         if hop_s is not None:
             preprocess["hop_s"] = postprocess["hop_s"] = _positive("hop_s", hop_s)
+        if max_timeline_s is not _UNSET:  # None means "no limit"
+            preprocess["max_timeline_s"] = _positive("max_timeline_s", max_timeline_s, allow_none=True)
         if return_attentions is not None:
             forward["return_attentions"] = postprocess["return_attentions"] = bool(return_attentions)
         if return_face_crops is not None:
@@ -139,7 +148,7 @@ class AudioVisualEmotionPipeline(ChunkPipeline):
         """One input -> decoded Clip (frames sampled as the processor does)."""
         p = self.processor
         if _is_clip(item):
-            return item
+            return check_clip(item)
         if isinstance(item, (str, os.PathLike)):
             return load_clip(item, num_frames=p.num_frames, sampling_rate=p.sampling_rate,
                              max_duration=p.max_duration)
@@ -154,20 +163,25 @@ class AudioVisualEmotionPipeline(ChunkPipeline):
         raise ValueError(f"unsupported input of type {type(item).__name__}: give a file path, a Clip, or a dict "
                          f"with 'frames' and/or 'audio' (and 'sampling_rate')")
 
-    def _windows(self, item: Any, window_s: float, hop_s: float | None):
-        """One input -> iterator of window Clips (``start`` = offset in the input, seconds)."""
+    def _windows(self, item: Any, window_s: float, hop_s: float | None, max_s: float | None):
+        """One input -> iterator of window Clips (``start`` = offset in the input, seconds); inputs longer than
+        ``max_s`` raise `MediaTooLongError` (files: from the header or while decoding, never decoded whole)."""
         if isinstance(item, (str, os.PathLike)):
             return iter_windows(item, window_s=window_s, hop_s=hop_s, num_frames=self.processor.num_frames,
-                                sampling_rate=self.processor.sampling_rate)
-        return slice_windows(self._clip(item), window_s, hop_s)
+                                sampling_rate=self.processor.sampling_rate, max_duration=max_s)
+        clip = self._clip(item)
+        if max_s is not None and clip.duration > max_s:
+            raise MediaTooLongError(f"the input lasts {clip.duration:.1f} s, above max_timeline_s={max_s:g} s")
+        return slice_windows(clip, window_s, hop_s)
 
-    def preprocess(self, inputs, timeline=False, window_s=4.0, hop_s=None, return_face_crops=False):
+    def preprocess(self, inputs, timeline=False, window_s=4.0, hop_s=None, return_face_crops=False,
+                   max_timeline_s=MAX_TIMELINE_S):
         """Yields one model-input dict per chunk: pixel_values [1,T,3,S,S], input_values [1,F,M], video_mask
         [1,T], audio_mask [1], ``is_last`` and ``meta`` (start, duration, frame/face counts, crops)."""
         in_list = isinstance(inputs, _ListItem)
         item = inputs.value if in_list else inputs
         try:
-            clips = self._windows(item, window_s, hop_s) if timeline else iter([self._clip(item)])
+            clips = self._windows(item, window_s, hop_s, max_timeline_s) if timeline else iter([self._clip(item)])
             previous = None
             for clip in clips:  # hold one window back to know which is last
                 if previous is not None:
@@ -368,10 +382,40 @@ def slice_windows(clip: Clip, window_s: float, hop_s: float | None = None):
         k += 1
 
 
-def load_pipeline(model, device=None, **kwargs) -> AudioVisualEmotionPipeline:
+class UnsafeWeightsError(ValueError):
+    """A model folder holds only pickle weights (``.bin``/``.pt``...), refused without ``allow_pickle=True``."""
+
+
+def check_weights(folder, allow_pickle: bool = False) -> list[str]:
+    """Names of the weight files `from_pretrained` would read in a local model ``folder``.
+
+    safetensors files are preferred. A folder with only pickle files raises `UnsafeWeightsError` unless
+    ``allow_pickle`` (unpickling can run arbitrary code; with the opt-in they are still read with
+    ``torch.load(weights_only=True)``); a folder without weights raises ValueError.
+    """
+    names = sorted(os.listdir(folder))
+    safe = [n for n in names if n.endswith(".safetensors")]
+    if safe:
+        return safe
+    pickles = [n for n in names if n.endswith(PICKLE_SUFFIXES) and os.path.isfile(os.path.join(folder, n))]
+    if not pickles:
+        raise ValueError(f"{folder} has no model weights (*.safetensors)")
+    if not allow_pickle:
+        raise UnsafeWeightsError(
+            f"{folder} has only pickle weights ({', '.join(pickles)}), which can run arbitrary code when loaded; "
+            "refusing. Re-save the model with save_pretrained (safetensors), or, if you trust the source, opt in "
+            "with allow_pickle=True (CLI: --allow-pickle); they are then read with torch.load(weights_only=True)")
+    return pickles
+
+
+def load_pipeline(model, device=None, *, allow_pickle: bool = False, **kwargs) -> AudioVisualEmotionPipeline:
     """`pipeline(TASK, model=...)` with this package's pipeline class, also for folders staged for the Hub
     (whose config names the remote-code pipeline). ``model``: a local folder, a Hub id, or a loaded model.
-    Raises FileNotFoundError for a missing folder and ValueError for one that does not hold a model."""
+
+    Weights load from safetensors only; pickle weights (``pytorch_model.bin``, ``.pt``) need
+    ``allow_pickle=True`` and are then read with ``weights_only=True`` (see `check_weights`).
+    Raises FileNotFoundError for a missing folder, `UnsafeWeightsError` for pickle-only weights and ValueError
+    for a folder that does not hold a model."""
     from huggingface_hub import constants
     from transformers import pipeline
 
@@ -383,9 +427,19 @@ def load_pipeline(model, device=None, **kwargs) -> AudioVisualEmotionPipeline:
                 raise FileNotFoundError(f"model folder {name} not found")
             if not os.path.isfile(os.path.join(name, "config.json")):
                 raise ValueError(f"{name} is not a model folder (no config.json)")
+            check_weights(name, allow_pickle)
         model = name
+    model_kwargs = dict(kwargs.pop("model_kwargs", None) or {})
+    model_kwargs.setdefault("weights_only", True)
+    if not allow_pickle:
+        model_kwargs.setdefault("use_safetensors", True)
     try:
-        return pipeline(TASK, model=model, pipeline_class=AudioVisualEmotionPipeline, device=device, **kwargs)
+        return pipeline(TASK, model=model, pipeline_class=AudioVisualEmotionPipeline, device=device,
+                        model_kwargs=model_kwargs, **kwargs)
+    except pickle.UnpicklingError as err:  # weights_only=True met something that is not a tensor
+        found = re.search(r"(?i)unsupported GLOBAL [\w.]+", str(err))
+        raise UnsafeWeightsError(f"refusing the pickle weights in {model}: they hold objects other than tensors"
+                                 + (f" ({found.group(0)})" if found else "")) from err
     except (OSError, KeyError, TypeError, RuntimeError, ValueError) as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise ValueError(f"cannot load the model from {model}: {first}") from err

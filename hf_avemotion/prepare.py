@@ -187,14 +187,24 @@ def _index_features(emotions: Sequence[str]) -> Features:
 # ----------------------------------------------------------------------------- scanning
 
 
-def _walk_media(root: Path) -> Iterable[str]:
-    """Relative POSIX paths of media files under ``root``, sorted; hidden files and __MACOSX skipped."""
+def _walk_media(root: Path, stats: Counter | None = None) -> Iterable[str]:
+    """Relative POSIX paths of media files under ``root``, sorted; hidden files and __MACOSX skipped.
+
+    Folder symlinks are not followed (``os.walk``); a file symlink that resolves outside ``root`` (e.g. in an
+    untrusted archive, pointing at a private file) is skipped and counted as ``outside_root``.
+    """
+    real_root = root.resolve()
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and d != "__MACOSX")
         for name in sorted(filenames):
             if name.startswith(".") or Path(name).suffix.lower() not in MEDIA_EXTENSIONS:
                 continue
-            yield Path(dirpath, name).relative_to(root).as_posix()
+            path = Path(dirpath, name)
+            if path.is_symlink() and real_root not in path.resolve().parents:
+                if stats is not None:
+                    stats["outside_root"] += 1
+                continue
+            yield path.relative_to(root).as_posix()
 
 
 def _stem(rel: str) -> str:
@@ -209,7 +219,7 @@ def _scan_ravdess(root: Path) -> tuple[list[_Source], dict]:
     """
     groups: dict[tuple, dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
     stats = Counter()
-    for rel in _walk_media(root):
+    for rel in _walk_media(root, stats):
         m = _RAVDESS_NAME.match(_stem(rel))
         if m is None:
             stats["unrecognised_names"] += 1
@@ -256,7 +266,7 @@ def _scan_crema_d(root: Path) -> tuple[list[_Source], dict]:
     ``AudioWAV/*.wav``, else ``AudioMP3/*.mp3``, else the video file's own track."""
     groups: dict[str, list[str]] = defaultdict(list)
     stats = Counter()
-    for rel in _walk_media(root):
+    for rel in _walk_media(root, stats):
         m = _CREMA_D_NAME.match(_stem(rel))
         if m is None or m.group(3) not in _CREMA_D_CODES:
             stats["unrecognised_names"] += 1
@@ -873,13 +883,32 @@ def list_folds(path) -> list[str]:
     return sorted(names, key=lambda n: [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", n)])
 
 
+def _check_prepared_files(path) -> None:
+    """ValueError when the dataset's ``state.json`` names data files outside ``path`` (``..``, absolute, symlink)."""
+    root = Path(path).resolve()
+    state = Path(path) / "state.json"
+    try:
+        files = [f["filename"] for f in json.loads(state.read_text(encoding="utf-8"))["_data_files"]]
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise ValueError(f"{state} is missing or not a datasets state file ({err})") from None
+    for name in files:
+        if not isinstance(name, str) or not name or Path(name).is_absolute() or ".." in Path(name).parts:
+            raise ValueError(f"{state}: data file {name!r} must be a plain relative name inside {root}")
+        real = (root / name).resolve()
+        if root not in real.parents:
+            raise ValueError(f"{state}: data file {name!r} resolves to {real}, outside {root}")
+
+
 def load_prepared(path, fold: str = "fold_1", *, keep_in_memory: bool = False) -> DatasetDict:
-    """train/validation/test of ``fold``, selected by actor; asserts the splits share no actor."""
+    """train/validation/test of ``fold``, selected by actor; asserts the splits share no actor.
+
+    The data files named in ``state.json`` must lie inside ``path`` (ValueError otherwise)."""
     folds = _read_folds(path)
     if fold not in folds:
         raise KeyError(f"no fold {fold!r} in {path}; folds: {list_folds(path)}")
     spec = folds[fold]
     _check_folds({fold: spec})
+    _check_prepared_files(path)
     ds = datasets.load_from_disk(str(path), keep_in_memory=keep_in_memory)
     actors = np.asarray(ds.data.column("actor").to_pylist(), dtype=object)
     splits, seen = {}, {}

@@ -279,10 +279,14 @@ def class_balanced_weights(labels: np.ndarray, num_labels: int) -> list[float]:
 
 
 def atomic_replace_dir(tmp: Path, final: Path):
-    """Rename a finished temporary folder into place; an older folder of that name is removed first."""
+    """Rename a finished temporary folder into place. An older folder of that name is renamed aside first and
+    deleted after, so ``final`` is never a half-deleted folder (at worst briefly absent)."""
+    old = final.with_name(f".{final.name}.old")
+    shutil.rmtree(old, ignore_errors=True)
     if final.exists():
-        shutil.rmtree(final)
+        os.replace(final, old)
     os.replace(tmp, final)
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def latest_checkpoint(checkpoint_dir: Path) -> Path | None:
@@ -337,6 +341,9 @@ def train(model_args: ModelArguments, data_args: DataArguments, train_args: Trai
     if train_args.resume and (last := latest_checkpoint(checkpoint_dir)) is not None:
         accelerator.load_state(str(last))
         state = json.loads((last / "trainer_state.json").read_text())
+        if accelerator.is_main_process:
+            recover_best(output_dir, state)
+        accelerator.wait_for_everyone()
         accelerator.print(f"resumed from {last} (epoch {state['epoch']})")
     elif train_args.resume:
         accelerator.print(f"--resume: no checkpoint in {checkpoint_dir}, starting from scratch")
@@ -412,26 +419,46 @@ def train(model_args: ModelArguments, data_args: DataArguments, train_args: Trai
 
 
 def save_checkpoint(accelerator, model, checkpoint_dir: Path, best_dir: Path | None, state: dict, keep: int):
-    """Full training state of this epoch, and the best weights when they improved; each written to a temporary
-    name first and renamed, so a crash leaves the previous checkpoint intact."""
+    """Full training state of this epoch, and the best weights when they improved. The commit point is the
+    rename of ``.tmp_epoch_N`` to ``epoch_N``: improved weights are written to ``best.tmp`` before it and moved
+    to ``best`` after it (`recover_best` finishes or drops that move after a crash), so a crash leaves the
+    previous checkpoint and the best weights it refers to intact."""
     final = checkpoint_dir / f"epoch_{state['epoch']}"
     tmp = checkpoint_dir / f".tmp_epoch_{state['epoch']}"
+    best_tmp = None if best_dir is None else best_dir.with_name(best_dir.name + ".tmp")
     if accelerator.is_main_process:
         shutil.rmtree(tmp, ignore_errors=True)
+        if best_tmp is not None:
+            shutil.rmtree(best_tmp, ignore_errors=True)
+            accelerator.unwrap_model(model).save_pretrained(best_tmp)
+            (best_tmp / "best_epoch.json").write_text(json.dumps({"epoch": state["epoch"]}))
     accelerator.wait_for_everyone()
     accelerator.save_state(str(tmp))
     if accelerator.is_main_process:
         (tmp / "trainer_state.json").write_text(json.dumps(state, indent=2))
-        atomic_replace_dir(tmp, final)
-        if best_dir is not None:
-            best_tmp = best_dir.with_name(best_dir.name + ".tmp")
-            shutil.rmtree(best_tmp, ignore_errors=True)
-            accelerator.unwrap_model(model).save_pretrained(best_tmp)
+        atomic_replace_dir(tmp, final)  # commit
+        if best_tmp is not None:
             atomic_replace_dir(best_tmp, best_dir)
         done = sorted((p for p in checkpoint_dir.glob("epoch_*")), key=lambda p: int(p.name.split("_")[1]))
         for old in done[:-keep]:
             shutil.rmtree(old, ignore_errors=True)
     accelerator.wait_for_everyone()
+
+
+def recover_best(output_dir: Path, state: dict):
+    """After a crash between a checkpoint's commit and the move of its best weights: finish the move when
+    ``best.tmp`` holds the committed best epoch, else drop it (it belongs to an epoch that was not committed)."""
+    best, best_tmp = output_dir / "best", output_dir / "best.tmp"
+    if not best_tmp.is_dir():
+        return
+    try:
+        epoch = json.loads((best_tmp / "best_epoch.json").read_text())["epoch"]
+    except (OSError, ValueError, KeyError):
+        epoch = None
+    if epoch == state.get("best_epoch") and (best_tmp / "model.safetensors").is_file():
+        atomic_replace_dir(best_tmp, best)
+    else:
+        shutil.rmtree(best_tmp, ignore_errors=True)
 
 
 def write_json_atomic(path: Path, data):
