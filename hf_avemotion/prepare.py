@@ -69,7 +69,6 @@ tests actors 09-12).
 from __future__ import annotations
 
 import csv
-import ctypes
 import json
 import os
 import re
@@ -77,7 +76,6 @@ import shutil
 import time
 import uuid
 from collections import Counter, defaultdict
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
@@ -457,57 +455,6 @@ def _check_folds(folds: Mapping) -> None:
 # ----------------------------------------------------------------------------- decoding
 
 _CROPPERS: dict[int, FaceCropper] = {}  # per process, by output size
-_OPENMP_LIMITED = False
-
-
-def _openmp_runtimes() -> list:
-    """ctypes handles of the OpenMP runtimes the face detector may use: the global namespace (torch's
-    libgomp, which yuface's calls resolve to once torch is loaded) and the libgomp in the yuface wheel."""
-    paths: list = [None]
-    try:
-        import yuface
-
-        paths += sorted((Path(yuface.__file__).resolve().parent.parent / "yuface.libs").glob("libgomp*.so*"))
-    except ImportError:
-        pass
-    libs = []
-    for p in paths:
-        try:
-            lib = ctypes.CDLL(None if p is None else str(p))
-        except OSError:
-            continue
-        if hasattr(lib, "omp_set_num_threads") and hasattr(lib, "omp_get_max_threads"):
-            libs.append(lib)
-    return libs
-
-
-@contextmanager
-def _one_openmp_thread():
-    """Run the face detector's OpenMP regions on one thread, restoring the previous count after.
-
-    Why: (1) `map` workers are forked, and libgomp hangs or crashes in a forked child on its first
-    parallel region when the parent had already run one (a FaceCropper used before `prepare_*`);
-    single-threaded it does not. (2) On small frames and shared cores, OpenMP's spinning threads
-    made detection ~5x slower than one thread (measured here: 0.44 s vs 0.08 s for 6 clips).
-    """
-    saved = []
-    for lib in _openmp_runtimes():
-        saved.append((lib, lib.omp_get_max_threads()))
-        lib.omp_set_num_threads(1)
-    try:
-        yield
-    finally:
-        for lib, n in saved:
-            lib.omp_set_num_threads(n)
-
-
-def _single_threaded_openmp() -> None:
-    """Once per forked `map` worker: one OpenMP thread for good (see `_one_openmp_thread`)."""
-    global _OPENMP_LIMITED
-    if not _OPENMP_LIMITED:
-        _OPENMP_LIMITED = True
-        for lib in _openmp_runtimes():
-            lib.omp_set_num_threads(1)
 
 
 def _face_cropper(image_size: int):
@@ -533,9 +480,6 @@ def _decode_clip(
     Returns frames uint8 [T,S,S,3], video_mask/face_mask bool [T], audio float32 [N] at 16 kHz.
     A MediaError becomes ``error`` (the row is dropped and reported later); other errors propagate.
     """
-    if rank is not None:  # a forked `map` worker
-        _single_threaded_openmp()
-
     T, S = num_frames, image_size
     out = {
         "frames": np.zeros((T, S, S, 3), np.uint8),
@@ -665,23 +609,22 @@ def _prepare(
     features = _index_features(labels)
     features.update(prepared_features(labels, num_frames, image_size))
     features["error"] = Value("string")
-    with _one_openmp_thread():
-        ds = index.map(
-            _decode_clip,
-            input_columns=["video_file", "audio_file"],
-            with_rank=True,
-            fn_kwargs={
-                "root": str(root),
-                "num_frames": int(num_frames),
-                "image_size": int(image_size),
-                "face_crop": bool(face_crop),
-                "decoder_version": f"{_DECODER_VERSION}/{_package_version()}",
-            },
-            features=features,
-            num_proc=num_proc if num_proc and num_proc > 1 else None,
-            writer_batch_size=16,  # rows are ~1 MB of frames each
-            desc=f"Decoding {source} clips",
-        )
+    ds = index.map(
+        _decode_clip,
+        input_columns=["video_file", "audio_file"],
+        with_rank=True,
+        fn_kwargs={
+            "root": str(root),
+            "num_frames": int(num_frames),
+            "image_size": int(image_size),
+            "face_crop": bool(face_crop),
+            "decoder_version": f"{_DECODER_VERSION}/{_package_version()}",
+        },
+        features=features,
+        num_proc=num_proc if num_proc and num_proc > 1 else None,
+        writer_batch_size=16,  # rows are ~1 MB of frames each
+        desc=f"Decoding {source} clips",
+    )
 
     small = ds.select_columns(["clip_id", "actor", "emotion", "source_path", "audio_source_path", "error"]).to_dict()
     bad = [i for i, e in enumerate(small["error"]) if e]

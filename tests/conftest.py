@@ -1,6 +1,7 @@
 """Shared fixtures: tiny configs (hidden 32, one layer, 32 px frames, 16 mel bins) built locally, no Hub."""
 
 import os
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -31,3 +32,21 @@ def shared_data():
     if not SHARED_DATA.is_dir():
         pytest.skip(f"{SHARED_DATA} is absent")
     return SHARED_DATA
+
+
+# Preamble of subprocess checks: `import hf_avemotion` fails there, as in a Python without the package, so
+# only the remote code saved in a model folder can be used.
+BLOCK_PACKAGE_IMPORT = textwrap.dedent("""
+    import builtins, sys
+    real_import = builtins.__import__
+    def guarded(name, *args, **kwargs):
+        if name == "hf_avemotion" or name.startswith("hf_avemotion."):
+            raise ImportError("hf_avemotion is not installed here")
+        return real_import(name, *args, **kwargs)
+    builtins.__import__ = guarded
+    try:
+        import hf_avemotion
+        sys.exit("hf_avemotion was importable")
+    except ImportError:
+        pass
+""")

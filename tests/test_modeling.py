@@ -6,7 +6,7 @@ import textwrap
 
 import pytest
 import torch
-from conftest import TINY_AUDIO, TINY_VISION, tiny_config
+from conftest import BLOCK_PACKAGE_IMPORT, TINY_AUDIO, TINY_VISION, tiny_config
 from transformers import (AutoConfig, AutoModel, AutoModelForVideoClassification, ASTConfig, ASTModel, ViTConfig,
                           ViTModel)
 
@@ -199,19 +199,7 @@ def test_attn_implementation_reaches_the_sub_encoders(tmp_path):
     torch.testing.assert_close(model.eval()(**inputs).logits, sdpa.eval()(**inputs).logits, atol=1e-5, rtol=0)
 
 
-REMOTE_CODE_CHECK = textwrap.dedent("""
-    import builtins, sys
-    real_import = builtins.__import__
-    def guarded(name, *args, **kwargs):
-        if name == "hf_avemotion" or name.startswith("hf_avemotion."):
-            raise ImportError("hf_avemotion is not installed here")
-        return real_import(name, *args, **kwargs)
-    builtins.__import__ = guarded
-    try:
-        import hf_avemotion
-        sys.exit("hf_avemotion was importable")
-    except ImportError:
-        pass
+REMOTE_CODE_CHECK = BLOCK_PACKAGE_IMPORT + textwrap.dedent("""
     import torch
     from transformers import AutoModel, AutoModelForVideoClassification
     folder = sys.argv[1]

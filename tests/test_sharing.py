@@ -10,6 +10,7 @@ import textwrap
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import pytest
+from conftest import BLOCK_PACKAGE_IMPORT
 from huggingface_hub import HfApi, ModelCard
 from media_factory import write_media
 from PIL import Image
@@ -153,19 +154,8 @@ def test_push_to_hub_uploads_the_staged_folder(run_dir, monkeypatch):
     assert upload[4] == "avemotion-tiny"
 
 
-REMOTE_CHECK = textwrap.dedent("""
-    import builtins, json, sys
-    real_import = builtins.__import__
-    def guarded(name, *args, **kwargs):
-        if name == "hf_avemotion" or name.startswith("hf_avemotion."):
-            raise ImportError("hf_avemotion is not installed here")
-        return real_import(name, *args, **kwargs)
-    builtins.__import__ = guarded
-    try:
-        import hf_avemotion
-        sys.exit("hf_avemotion was importable")
-    except ImportError:
-        pass
+REMOTE_CHECK = BLOCK_PACKAGE_IMPORT + textwrap.dedent("""
+    import json
     import torch
     from transformers import AutoModel, AutoProcessor, pipeline
     folder, media = sys.argv[1], sys.argv[2:]
