@@ -205,7 +205,8 @@ class AudioVisualEmotionPipeline(ChunkPipeline):
         return cls(**{f.name: getattr(clip, f.name) for f in dataclasses.fields(clip)})
 
     def _encode(self, clip: Clip, is_last: bool, return_face_crops: bool) -> dict:
-        features = self.processor(videos=[self._processor_clip(clip)], return_tensors="pt")
+        features = self.processor(videos=[self._processor_clip(clip)], return_tensors="pt",
+                                  return_face_crops=return_face_crops)
         video_mask, face_mask = features["video_mask"], features["face_mask"]
         meta = {
             "start": float(clip.start),
@@ -214,8 +215,8 @@ class AudioVisualEmotionPipeline(ChunkPipeline):
             "num_frames": int(video_mask[0].sum()),
             "num_faces": int((face_mask & video_mask)[0].sum()),
         }
-        if return_face_crops:
-            meta["face_crops"] = self._face_crops(clip)
+        if return_face_crops:  # the crops the processor made (zeros past the clip's frames are dropped)
+            meta["face_crops"] = features["face_crops"][0][: meta["num_frames"]]
         return {
             "pixel_values": features["pixel_values"],
             "input_values": features["input_values"],
@@ -224,15 +225,6 @@ class AudioVisualEmotionPipeline(ChunkPipeline):
             "is_last": is_last,
             "meta": meta,
         }
-
-    def _face_crops(self, clip: Clip) -> np.ndarray:
-        """uint8 [T,S,S,3]: the crops the processor makes of this clip (same frame sampling and cropper)."""
-        p = self.processor
-        frames = p._sample_frames(clip)
-        if len(frames) == 0:
-            return np.zeros((0, p.crop_size, p.crop_size, 3), dtype=np.uint8)
-        crops = p.face_cropper(frames) if p.detect_faces else p.face_cropper.centre_crops(frames)
-        return crops.crops
 
     def _error_chunk(self, err: Exception) -> dict:
         """Placeholder chunk (nothing present) carrying the error message, so a batch still collates."""

@@ -198,3 +198,18 @@ def test_real_clips_face_audio_and_audio_only_file():
     assert out["video_mask"][0].all() and out["face_mask"][0].all()
     assert not out["video_mask"][1].any() and (out["pixel_values"][1] == 0).all()
     assert out["audio_mask"].tolist() == [True, True]
+
+
+def test_face_crops_are_the_crops_the_pixel_values_come_from(processor):
+    frames = grey_frames([40, 90, 140])
+    clip = clip_from_arrays(frames=frames)
+    features = processor(videos=clip, return_tensors="pt", return_face_crops=True)
+    crops = features["face_crops"]
+    assert crops.dtype == np.uint8 and crops.shape[:2] == (1, processor.num_frames)
+    expected = processor.face_cropper(processor._sample_frames(clip)).crops
+    np.testing.assert_array_equal(crops[0, : len(expected)], expected)
+    assert not crops[0, len(expected):].any()  # padding rows stay zero
+    # the normalised pixels are those crops, rescaled and normalised
+    torch.testing.assert_close(features["pixel_values"][0, : len(expected)],
+                               processor.normalize_frames(torch.from_numpy(expected).permute(0, 3, 1, 2)),
+                               atol=1e-5, rtol=0)
