@@ -146,16 +146,23 @@ class _Source:
 # ----------------------------------------------------------------------------- features
 
 
+def _clip_columns(emotions: Sequence[str]) -> dict:
+    """Columns that describe a clip, shared by the file index and the prepared dataset."""
+    return {
+        "clip_id": Value("string"),
+        "actor": Value("string"),
+        "emotion": Value("string"),
+        "label": ClassLabel(names=list(emotions)),
+        "source_path": Value("string"),
+        "audio_source_path": Value("string"),
+    }
+
+
 def prepared_features(emotions: Sequence[str], num_frames: int, image_size: int) -> Features:
     """The schema of a prepared dataset (see the module docstring)."""
     return Features(
         {
-            "clip_id": Value("string"),
-            "actor": Value("string"),
-            "emotion": Value("string"),
-            "label": ClassLabel(names=list(emotions)),
-            "source_path": Value("string"),
-            "audio_source_path": Value("string"),
+            **_clip_columns(emotions),
             "frames": Array4D(shape=(num_frames, image_size, image_size, 3), dtype="uint8"),
             "video_mask": List(Value("bool"), length=num_frames),
             "face_mask": List(Value("bool"), length=num_frames),
@@ -168,18 +175,8 @@ def prepared_features(emotions: Sequence[str], num_frames: int, image_size: int)
 
 
 def _index_features(emotions: Sequence[str]) -> Features:
-    return Features(
-        {
-            "clip_id": Value("string"),
-            "actor": Value("string"),
-            "emotion": Value("string"),
-            "label": ClassLabel(names=list(emotions)),
-            "source_path": Value("string"),
-            "audio_source_path": Value("string"),
-            "video_file": Value("string"),
-            "audio_file": Value("string"),
-        }
-    )
+    """The schema of the file index that `Dataset.map` decodes."""
+    return Features({**_clip_columns(emotions), "video_file": Value("string"), "audio_file": Value("string")})
 
 
 # ----------------------------------------------------------------------------- scanning
