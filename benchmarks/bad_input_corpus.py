@@ -33,7 +33,6 @@ import io
 import json
 import math
 import os
-import select
 import signal
 import struct
 import subprocess
@@ -48,6 +47,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from line_worker import LineWorker
 
 REPO = Path(__file__).resolve().parents[1]
 TESTS = REPO / "tests"
@@ -586,65 +586,30 @@ def worker_main(root: str, model: str) -> None:
         proto.write(json.dumps(reply, default=str) + "\n")
 
 
-class Worker:
-    """A worker subprocess with a per-call timeout; killed (its process group) and restarted after a hang."""
+class Worker(LineWorker):
+    """The corpus worker subprocess with a per-call timeout; killed (its process group) and restarted after a hang."""
 
     def __init__(self, root: Path, model: str, startup_timeout: float = 300.0):
+        super().__init__(open(root / "worker.log", "ab"))
         self.root, self.model, self.startup_timeout = root, model, startup_timeout
-        self.proc: subprocess.Popen | None = None
-        self._buffer = b""
-        self.log = open(root / "worker.log", "ab")
-
-    def _start(self) -> None:
-        env = {**os.environ, "HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False",
-               "PYTHONWARNINGS": "ignore", "TOKENIZERS_PARALLELISM": "false"}
-        self.proc = subprocess.Popen(
-            [sys.executable, str(Path(__file__).resolve()), "--worker", str(self.root), "--model", self.model],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log, env=env, start_new_session=True)
-        self._buffer = b""
-        ready = self._read(self.startup_timeout)
-        if ready is None or not ready.get("ready"):
-            self.stop()
-            raise RuntimeError(f"the corpus worker did not start; see {self.root / 'worker.log'}")
-
-    def _read(self, timeout: float) -> dict | None:
-        deadline = time.monotonic() + timeout
-        fd = self.proc.stdout.fileno()
-        while b"\n" not in self._buffer:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return None
-            ready, _, _ = select.select([fd], [], [], remaining)
-            if ready:
-                chunk = os.read(fd, 65536)
-                if not chunk:
-                    return {"outcome": "uncaught", "types": ["WorkerCrash"],
-                            "detail": f"worker died (exit {self.proc.wait()})"}
-                self._buffer += chunk
-        line, self._buffer = self._buffer.split(b"\n", 1)
-        return json.loads(line)
 
     def call(self, case: str, entry: str, timeout: float) -> dict:
         if self.proc is None or self.proc.poll() is not None:
-            self._start()
+            env = {**os.environ, "HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False",
+                   "PYTHONWARNINGS": "ignore", "TOKENIZERS_PARALLELISM": "false"}
+            self.spawn([sys.executable, str(Path(__file__).resolve()), "--worker", str(self.root), "--model",
+                        self.model], env, self.startup_timeout,
+                       f"the corpus worker did not start; see {self.root / 'worker.log'}")
         started = time.perf_counter()
-        self.proc.stdin.write((json.dumps({"case": case, "entry": entry}) + "\n").encode())
-        self.proc.stdin.flush()
-        reply = self._read(timeout)
+        self.send({"case": case, "entry": entry})
+        reply = self.read(timeout)
         if reply is None:
             self.stop()
             return {"outcome": "hang", "detail": f"no answer within {timeout:g} s",
                     "seconds": round(time.perf_counter() - started, 3)}
-        if reply.get("types") == ["WorkerCrash"]:
-            self.stop()
+        if "exit_code" in reply:
+            return {"outcome": "uncaught", "types": ["WorkerCrash"], "detail": f"worker died (exit {reply['exit_code']})"}
         return reply
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait()
-            self.proc = None
 
 
 # ------------------------------------------------------------------------------------------------ CLI + verdicts

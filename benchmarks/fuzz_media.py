@@ -32,7 +32,6 @@ import resource
 import select
 import shutil
 import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -41,6 +40,7 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
+from line_worker import LineWorker
 
 REPO = Path(__file__).resolve().parents[1]
 TESTS = REPO / "tests"
@@ -234,13 +234,8 @@ def worker_main() -> None:
         proto.write(json.dumps(run_one(request["path"], request["mode"])) + "\n")
 
 
-class Worker:
-    """One worker subprocess (its own session: killed as a group after a hang)."""
-
-    def __init__(self, log):
-        self.log = log
-        self.proc = None
-        self.buffer = b""
+class Worker(LineWorker):
+    """One fuzz worker subprocess (its own session: killed as a group after a hang)."""
 
     def start(self) -> None:
         env = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1"}
@@ -248,44 +243,21 @@ class Worker:
         code = ("import sys, types, pathlib; p = pathlib.Path(sys.argv[1]); pkg = types.ModuleType('hf_avemotion'); "
                 "pkg.__path__ = [str(p / 'hf_avemotion')]; sys.modules['hf_avemotion'] = pkg; "
                 "sys.path.insert(0, str(p / 'benchmarks')); import fuzz_media; fuzz_media.worker_main()")
-        self.proc = subprocess.Popen([sys.executable, "-c", code, str(REPO)], stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, stderr=self.log, env=env, start_new_session=True)
-        self.buffer = b""
-        if (self.read(120.0) or {}).get("ready") is not True:
-            self.stop()
-            raise RuntimeError("fuzz worker did not start")
+        self.spawn([sys.executable, "-c", code, str(REPO)], env, 120.0, "fuzz worker did not start")
 
     def send(self, request: dict) -> None:
         if self.proc is None:
             self.start()
-        self.proc.stdin.write((json.dumps(request) + "\n").encode())
-        self.proc.stdin.flush()
+        super().send(request)
 
     def read(self, timeout: float) -> dict | None:
         """Next reply, None on timeout, ``{"outcome": "crash"}`` when the worker died."""
-        deadline = time.monotonic() + timeout
-        fd = self.proc.stdout.fileno()
-        while b"\n" not in self.buffer:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return None
-            if select.select([fd], [], [], remaining)[0]:
-                chunk = os.read(fd, 65536)
-                if not chunk:
-                    code = self.proc.wait()
-                    self.proc = None
-                    return {"outcome": "crash", "detail": f"worker exit {code}"
-                            + (f" ({signal.Signals(-code).name})" if code < 0 else "")}
-                self.buffer += chunk
-        line, self.buffer = self.buffer.split(b"\n", 1)
-        return json.loads(line)
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait()
-            self.proc = None
+        reply = super().read(timeout)
+        if reply is not None and "exit_code" in reply:
+            code = reply["exit_code"]
+            return {"outcome": "crash", "detail": f"worker exit {code}"
+                    + (f" ({signal.Signals(-code).name})" if code < 0 else "")}
+        return reply
 
 
 def fuzz(iterations: int, seed: int = 0, workers: int = 2, timeout: float = 20.0, folder: Path | None = None,
