@@ -5,13 +5,11 @@ model card can say where it came from.
 """
 
 import dataclasses
-import json
-import time
 from pathlib import Path
 
 import numpy as np
 
-from .training import DataArguments, ModelArguments, TrainArguments, train, write_json_atomic
+from .training import ModelArguments, train, write_json_atomic
 
 SUMMARY_METRICS = ("accuracy", "macro_f1", "uar")
 

@@ -160,10 +160,13 @@ class AVEmotionProcessor(ProcessorMixin):
         fe = self.feature_extractor
         if waveform is None or len(waveform) == 0:
             return torch.zeros(fe.max_length, fe.num_mel_bins)
-        wave = np.asarray(waveform, dtype=np.float32)
-        min_len = int(np.ceil(_MIN_AUDIO_SECONDS * self.sampling_rate)) + 1
-        wave = np.pad(wave, (0, max(0, min_len - len(wave))))
+        wave = self._pad_short(np.asarray(waveform, dtype=np.float32))
         return torch.from_numpy(fe([wave], sampling_rate=self.sampling_rate, return_tensors="np")["input_values"][0])
+
+    def _pad_short(self, wave: np.ndarray) -> np.ndarray:
+        """Zero-pad a waveform [N] shorter than one 25 ms analysis window (AST's filter bank fails on it)."""
+        min_len = int(np.ceil(_MIN_AUDIO_SECONDS * self.sampling_rate)) + 1
+        return np.pad(wave, (0, max(0, min_len - len(wave))))
 
     # ------------------------------------------------------------------ properties
 
@@ -403,8 +406,7 @@ class AVEmotionProcessor(ProcessorMixin):
         audio_mask = np.array([w is not None for w in waves], dtype=bool)
         input_values = np.zeros((batch, fe.max_length, fe.num_mel_bins), dtype=np.float32)
         if audio_mask.any():
-            min_len = int(np.ceil(_MIN_AUDIO_SECONDS * self.sampling_rate)) + 1
-            present = [np.pad(w, (0, max(0, min_len - len(w)))) for w in waves if w is not None]
+            present = [self._pad_short(w) for w in waves if w is not None]
             feats = fe(present, sampling_rate=self.sampling_rate, return_tensors="np")["input_values"]
             input_values[audio_mask] = feats
 
