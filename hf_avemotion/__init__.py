@@ -7,6 +7,7 @@ Importing the package registers the model with transformers' Auto classes:
 
 from transformers import AutoConfig, AutoModel, AutoModelForVideoClassification
 
+from .backbones import pretrained_path
 from .configuration_avemotion import FUSION_TYPES, RAVDESS_EMOTIONS, AVEmotionConfig
 from .media import Clip, MediaError, clip_from_arrays, iter_windows, load_clip
 from .modeling_avemotion import (
@@ -27,6 +28,7 @@ register_processor()  # AutoProcessor.from_pretrained(folder) -> AVEmotionProces
 from . import pipeline_avemotion  # noqa: E402,F401  registers the "audio-visual-emotion-recognition" pipeline
 
 __all__ = [
+    "pretrained_path",
     "AVEmotionProcessor",
     "Clip",
     "MediaError",

@@ -8,7 +8,9 @@ from transformers import AutoConfig, PreTrainedConfig
 from transformers.configuration_utils import SubConfigSpec
 
 FUSION_TYPES = ("cross_attention", "joint_transformer", "concat", "late", "audio_only", "video_only")
-VISION_POOLING = ("cls", "mean")
+VISION_POOLING = ("cls", "mean", "cls_mean")
+AUDIO_ENCODER_TYPES = ("audio-spectrogram-transformer", "whisper")
+AUDIO_LAYER_POOLING = ("last", "weighted")
 # The eight RAVDESS emotions, in the order of the dataset's emotion code 01..08.
 RAVDESS_EMOTIONS = ("neutral", "calm", "happy", "sad", "angry", "fearful", "disgust", "surprised")
 
@@ -21,8 +23,10 @@ class AVEmotionConfig(PreTrainedConfig):
         Config of the per-frame image encoder; a dict needs a `model_type`. Any vision encoder whose model returns
         token hidden states works. Defaults to ViT-B/16 at 224 px (`google/vit-base-patch16-224-in21k`).
     audio_config (`dict` or `PreTrainedConfig`, *optional*):
-        Config of the audio encoder, an AST. Defaults to AST-base, 16 kHz / 128 mel bins / 1024 frames
-        (`MIT/ast-finetuned-audioset-10-10-0.4593`). A shorter `max_length` suits 3-4 s clips.
+        Config of the audio encoder: an AST (`model_type` "audio-spectrogram-transformer") or Whisper (its encoder
+        only; `model_type` "whisper", e.g. `openai/whisper-base`). Defaults to AST-base, 16 kHz / 128 mel bins /
+        1024 frames (`MIT/ast-finetuned-audioset-10-10-0.4593`). A shorter AST `max_length` suits 3-4 s clips;
+        Whisper runs on the clip's own frames (no padding to 30 s).
     fusion_type (`str`, *optional*, defaults to `"cross_attention"`):
         One of `cross_attention`, `joint_transformer`, `concat`, `late`, `audio_only`, `video_only`.
     fusion_hidden_size (`int`, *optional*, defaults to 256):
@@ -40,7 +44,11 @@ class AVEmotionConfig(PreTrainedConfig):
     modality_dropout (`float`, *optional*, defaults to 0.0):
         In training, probability of dropping a whole modality of a row (never both).
     vision_pooling (`str`, *optional*, defaults to `"cls"`):
-        How a frame's token sequence becomes one frame embedding: `cls` (first token) or `mean`.
+        How a frame's token sequence becomes one frame embedding: `cls` (first token), `mean`, or `cls_mean`
+        (first token and the mean of the others, concatenated: DINOv2's classification features, 2x width).
+    audio_layer_pooling (`str`, *optional*, defaults to `"last"`):
+        Which audio encoder states feed the fusion: `last` (final layer) or `weighted` (a learned softmax-weighted
+        sum of the embeddings and every layer's output; Whisper only; middle layers carry most of the emotion).
     class_weights (`list[float]`, *optional*):
         Per-class weights of the cross-entropy loss (e.g. inverse class frequency).
     label_smoothing (`float`, *optional*, defaults to 0.0):
@@ -77,6 +85,7 @@ class AVEmotionConfig(PreTrainedConfig):
     num_frames: int = 8
     modality_dropout: float = 0.0
     vision_pooling: str = "cls"
+    audio_layer_pooling: str = "last"
     class_weights: list[float] | None = None
     label_smoothing: float = 0.0
     late_fusion_aux_weight: float = 0.5
@@ -119,8 +128,12 @@ class AVEmotionConfig(PreTrainedConfig):
                 fail("class_weights", f"needs one weight per label ({self.num_labels})")
             if any(w < 0 for w in self.class_weights):
                 fail("class_weights", "weights must be >= 0")
-        if self.audio_config.model_type != "audio-spectrogram-transformer":
-            fail("audio_config", "must be an AST config (model_type 'audio-spectrogram-transformer')")
+        if self.audio_config.model_type not in AUDIO_ENCODER_TYPES:
+            fail("audio_config", f"model_type must be one of {', '.join(AUDIO_ENCODER_TYPES)}")
+        if self.audio_layer_pooling not in AUDIO_LAYER_POOLING:
+            fail("audio_layer_pooling", f"must be one of {', '.join(AUDIO_LAYER_POOLING)}")
+        if self.audio_layer_pooling == "weighted" and self.audio_config.model_type != "whisper":
+            fail("audio_layer_pooling", "'weighted' needs a Whisper audio encoder")
 
     @property
     def uses_video(self) -> bool:
@@ -129,6 +142,15 @@ class AVEmotionConfig(PreTrainedConfig):
     @property
     def uses_audio(self) -> bool:
         return self.fusion_type != "video_only"
+
+    @property
+    def audio_is_whisper(self) -> bool:
+        return self.audio_config.model_type == "whisper"
+
+    @property
+    def frame_embedding_size(self) -> int:
+        """Width of one frame's embedding out of the vision encoder (doubled by `cls_mean` pooling)."""
+        return self.vision_config.hidden_size * (2 if self.vision_pooling == "cls_mean" else 1)
 
 
 __all__ = ["AVEmotionConfig", "FUSION_TYPES", "RAVDESS_EMOTIONS"]

@@ -1,4 +1,5 @@
-"""AVEmotion: a ViT face-frame encoder and an AST audio encoder joined by a fusion head.
+"""AVEmotion: a ViT face-frame encoder (ViT, DINOv2, ...) and an audio encoder (AST or Whisper's encoder) joined
+by a fusion head.
 
 Shapes used throughout: B batch, T video frames, F spectrogram frames, M mel bins, N audio tokens,
 D = `config.fusion_hidden_size`, H fusion heads.
@@ -18,6 +19,7 @@ from transformers import AutoConfig, AutoModel, PreTrainedModel
 from transformers import initialization as init
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 from transformers.models.auto.modeling_auto import MODEL_MAPPING
+from transformers.models.whisper.modeling_whisper import WhisperEncoder
 from transformers.utils import ModelOutput
 
 from .configuration_avemotion import AVEmotionConfig
@@ -236,6 +238,8 @@ class AVEmotionPreTrainedModel(PreTrainedModel):
     def _init_weights(self, module):
         super()._init_weights(module)
         if isinstance(module, AVEmotionModel):
+            if module.audio_layer_weights is not None:
+                init.zeros_(module.audio_layer_weights)
             for name in ("video_null_token", "audio_null_token", "joint_null_token", "frame_position_embeddings"):
                 if getattr(module, name, None) is not None:
                     init.normal_(getattr(module, name), mean=0.0, std=0.02)
@@ -259,6 +263,34 @@ def build_vision_encoder(vision_config) -> PreTrainedModel:
     return model_class(vision_config, **kwargs)
 
 
+def whisper_encode(encoder: WhisperEncoder, input_features: torch.Tensor) -> list[torch.Tensor]:
+    """Whisper's encoder on a clip's own frames: input_features [B,M,F] (F <= 3000, 100 frames/s) -> the
+    embeddings and every layer's output, L+1 tensors [B,ceil(F/2),D] (the last one after the final layer norm).
+
+    The stock `WhisperEncoder.forward` insists on 3000 frames (30 s): a 4 s clip would be 87 % padding. Here the
+    convolutions and layers run on the real frames only and the sinusoidal position table is sliced to their
+    length; tests check that predictions match the padded form on real clips."""
+    hidden = F.gelu(encoder.conv2(F.gelu(encoder.conv1(input_features)))).permute(0, 2, 1)
+    if hidden.shape[1] > encoder.embed_positions.num_embeddings:
+        raise ValueError(f"Whisper takes at most {2 * encoder.embed_positions.num_embeddings} mel frames (30 s), "
+                         f"got {input_features.shape[-1]}")
+    hidden = hidden + encoder.embed_positions.weight[: hidden.shape[1]].to(hidden.dtype)
+    hidden = F.dropout(hidden, p=encoder.dropout, training=encoder.training)
+    states = [hidden]
+    for layer in encoder.layers:
+        hidden = layer(hidden, None)
+        states.append(hidden)
+    states[-1] = encoder.layer_norm(hidden)
+    return states
+
+
+def build_audio_encoder(audio_config) -> PreTrainedModel:
+    """AST model, or only the encoder half of Whisper (the decoder is never used)."""
+    if audio_config.model_type == "whisper":
+        return WhisperEncoder(audio_config)
+    return AutoModel.from_config(audio_config)
+
+
 def ast_token_grid(audio_config) -> tuple[int, int]:
     """(frequency, time) size of the AST patch grid for `audio_config.max_length` frames."""
     frequency = (audio_config.num_mel_bins - audio_config.patch_size) // audio_config.frequency_stride + 1
@@ -275,15 +307,17 @@ class AVEmotionModel(AVEmotionPreTrainedModel):
         fusion = config.fusion_type
         self.vision_encoder = self.audio_encoder = None
         self.video_null_token = self.audio_null_token = self.joint_null_token = None
-        self.frame_position_embeddings = None
+        self.frame_position_embeddings = self.audio_layer_weights = None
         if config.uses_video:
             self.vision_encoder = build_vision_encoder(config.vision_config)
-            self.video_projection = nn.Linear(config.vision_config.hidden_size, size)
+            self.video_projection = nn.Linear(config.frame_embedding_size, size)
             self.frame_position_embeddings = nn.Parameter(torch.zeros(1, config.num_frames, size))
             self.video_norm = nn.LayerNorm(size)
             self.video_null_token = nn.Parameter(torch.zeros(1, 1, size))
         if config.uses_audio:
-            self.audio_encoder = AutoModel.from_config(config.audio_config)
+            self.audio_encoder = build_audio_encoder(config.audio_config)
+            if config.audio_layer_pooling == "weighted":
+                self.audio_layer_weights = nn.Parameter(torch.zeros(config.audio_config.encoder_layers + 1))
             self.audio_projection = nn.Linear(config.audio_config.hidden_size, size)
             self.audio_norm = nn.LayerNorm(size)
             self.audio_null_token = nn.Parameter(torch.zeros(1, 1, size))
@@ -304,12 +338,15 @@ class AVEmotionModel(AVEmotionPreTrainedModel):
 
     def embed_frames(self, pixel_values, video_mask):
         """Vision encoder: pixel_values [B,T,3,H,W], video_mask bool [B,T] -> frame embeddings [B,T,Dv]
-        (zeros for missing frames). Only frames that exist go through the encoder, in one batched call."""
+        (zeros for missing frames; Dv = `config.frame_embedding_size`). Only frames that exist go through the
+        encoder, in one batched call."""
         batch, num_frames = pixel_values.shape[:2]
-        frame_embeds = pixel_values.new_zeros(batch, num_frames, self.config.vision_config.hidden_size)
+        frame_embeds = pixel_values.new_zeros(batch, num_frames, self.config.frame_embedding_size)
         if video_mask.any():
             encoded = self.vision_encoder(pixel_values=pixel_values[video_mask]).last_hidden_state
-            pooled = encoded[:, 0] if self.config.vision_pooling == "cls" else encoded.mean(1)
+            pooled = {"cls": lambda: encoded[:, 0], "mean": lambda: encoded.mean(1),
+                      "cls_mean": lambda: torch.cat([encoded[:, 0], encoded[:, 1:].mean(1)], -1),
+                      }[self.config.vision_pooling]()
             frame_embeds = frame_embeds.index_put((video_mask,), pooled.to(frame_embeds.dtype))
         return frame_embeds
 
@@ -324,8 +361,16 @@ class AVEmotionModel(AVEmotionPreTrainedModel):
         return time_valid, patch_valid, valid_frames[:, 0] > 0
 
     def embed_audio(self, input_values, frame_mask):
-        """AST encoder: input_values [B,F,M], frame_mask bool [B,F] -> token states [B,2+f*t,Da]. Padded patches
+        """Audio encoder. Whisper: input_values [B,F,M] -> states [B,ceil(F/2),Da] (the last layer, or the learned
+        weighted sum of all layers); the encoder sees every frame (as Whisper was trained: it pads with silence, no
+        mask) and padding is masked afterwards, in the fusion. AST: input_values [B,F,M], frame_mask bool [B,F] -> token states [B,2+f*t,Da]. Padded patches
         are hidden from attention inside AST; the 2 special tokens always attend."""
+        if self.config.audio_is_whisper:
+            states = whisper_encode(self.audio_encoder, input_values.transpose(1, 2))
+            if self.config.audio_layer_pooling == "last":
+                return states[-1]
+            weights = torch.softmax(self.audio_layer_weights, 0).to(states[0].dtype)
+            return torch.einsum("l,lbnd->bnd", weights, torch.stack(states))
         _, patch_valid, _ = self._audio_patch_masks(frame_mask)
         encoder_mask = torch.cat([patch_valid.new_ones(patch_valid.shape[0], 2), patch_valid], dim=1)
         return self.audio_encoder(input_values=input_values, attention_mask=encoder_mask.long()).last_hidden_state
@@ -341,9 +386,15 @@ class AVEmotionModel(AVEmotionPreTrainedModel):
         return tokens, torch.cat([video_mask.new_ones(batch, 1), video_mask], dim=1)
 
     def audio_tokens(self, audio_states, frame_mask):
-        """audio_states [B,2+f*t,Da], frame_mask [B,F] -> audio tokens [B,1+N,D] (null token first), token mask
-        [B,1+N], time-aligned features [B,t,D] (mean over frequency patches, zero where padded)."""
+        """audio_states [B,N,Da] (AST: N = 2+f*t), frame_mask [B,F] -> audio tokens [B,1+N,D] (null token first),
+        token mask [B,1+N], time-aligned features [B,t,D] (AST: mean over frequency patches; zero where padded)."""
         batch = audio_states.shape[0]
+        if self.config.audio_is_whisper:  # token n covers frames 2n-1..2n+1 (conv2 has stride 2)
+            time_valid = frame_mask[:, ::2][:, : audio_states.shape[1]]
+            hidden = self.audio_norm(self.audio_projection(audio_states))
+            tokens = torch.cat([self.audio_null_token.expand(batch, -1, -1), hidden], dim=1)
+            token_mask = torch.cat([time_valid.new_ones(batch, 1), time_valid], dim=1)
+            return tokens, token_mask, hidden * time_valid[..., None].to(hidden.dtype)
         frequency, time = ast_token_grid(self.config.audio_config)
         time_valid, patch_valid, has_audio = self._audio_patch_masks(frame_mask)
         hidden = self.audio_norm(self.audio_projection(audio_states))
@@ -379,7 +430,9 @@ class AVEmotionModel(AVEmotionPreTrainedModel):
                 raise ValueError(f"input_values must be [B,frames,mel], got shape {tuple(input_values.shape)}")
             if audio_input.shape[0] != batch:
                 raise ValueError(f"the video inputs have {batch} rows but the audio inputs {audio_input.shape[0]}")
-            frames = input_values.shape[1] if input_values is not None else self.config.audio_config.max_length
+            frames = (input_values.shape[1] if input_values is not None
+                      else 2 * audio_states.shape[1] if self.config.audio_is_whisper
+                      else self.config.audio_config.max_length)
             if audio_mask is None:
                 audio_mask = torch.ones(batch, frames, dtype=torch.bool, device=device)
             audio_mask = audio_mask.to(device=device, dtype=torch.bool)
@@ -509,11 +562,14 @@ class AVEmotionForAudioVisualClassification(AVEmotionPreTrainedModel):
         head starts from scratch.
 
         Args:
-            vision: checkpoint of the frame encoder (e.g. `google/vit-base-patch16-224-in21k`); None = random init.
-            audio: AST checkpoint (e.g. `MIT/ast-finetuned-audioset-10-10-0.4593`); None = random init.
+            vision: checkpoint of the frame encoder (e.g. `google/vit-base-patch16-224-in21k`,
+                `facebook/dinov2-small`, or `hf_avemotion.pretrained_path("dinov2-small")`); None = random init.
+            audio: AST checkpoint (e.g. `MIT/ast-finetuned-audioset-10-10-0.4593`) or Whisper checkpoint
+                (`openai/whisper-base`; only its encoder is kept); None = random init.
             freeze_backbones: keep encoder weights fixed (requires_grad False).
-            audio_max_length: spectrogram frames per clip; when it differs from the checkpoint's `max_length` the
-                AST time position embeddings are interpolated (3-4 s clips need ~400 of the usual 1024 frames).
+            audio_max_length: AST only: spectrogram frames per clip; when it differs from the checkpoint's
+                `max_length` the AST time position embeddings are interpolated (3-4 s clips need ~400 of the usual
+                1024 frames). Whisper needs no such setting: it runs on the clip's own frames.
             **config_kwargs: any other [`AVEmotionConfig`] field.
         """
         pretrained = {}
@@ -525,13 +581,15 @@ class AVEmotionForAudioVisualClassification(AVEmotionPreTrainedModel):
             pretrained["audio"] = AutoModel.from_pretrained(audio)
         config = AVEmotionConfig(**config_kwargs)
         source_audio_config = config.audio_config
-        if audio_max_length is not None:
+        if audio_max_length is not None and not config.audio_is_whisper:
             config.audio_config = type(source_audio_config)(**{**source_audio_config.to_dict(),
                                                               "max_length": audio_max_length})
         model = cls(config)
         if "vision" in pretrained and model.avemotion.vision_encoder is not None:
             load_encoder_weights(model.avemotion.vision_encoder, pretrained["vision"].state_dict(), "vision")
-        if "audio" in pretrained and model.avemotion.audio_encoder is not None:
+        if "audio" in pretrained and model.avemotion.audio_encoder is not None and config.audio_is_whisper:
+            load_encoder_weights(model.avemotion.audio_encoder, pretrained["audio"].get_encoder().state_dict(), "audio")
+        elif "audio" in pretrained and model.avemotion.audio_encoder is not None:
             state = pretrained["audio"].state_dict()
             key = "embeddings.position_embeddings"
             state[key] = interpolate_ast_positions(state[key], source_audio_config, config.audio_config)

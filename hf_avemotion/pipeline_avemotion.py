@@ -231,11 +231,10 @@ class AudioVisualEmotionPipeline(ChunkPipeline):
         p = self.processor
         size = p.image_processor.size
         h, w = size.get("height", p.crop_size), size.get("width", p.crop_size)
-        fe = p.feature_extractor
         message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         return {
             "pixel_values": torch.zeros(1, p.num_frames, 3, h, w),
-            "input_values": torch.zeros(1, fe.max_length, fe.num_mel_bins),
+            "input_values": torch.zeros(1, p.audio_frames, p.mel_bins),
             "video_mask": torch.zeros(1, p.num_frames, dtype=torch.bool),
             "audio_mask": torch.zeros(1, dtype=torch.bool),
             "is_last": True,

@@ -1,11 +1,14 @@
-"""Processor of the AVEmotion model: face crops + ViT image processor, AST feature extractor.
+"""Processor of the AVEmotion model: face crops + ViT/DINOv2 image processor, AST or Whisper feature extractor.
 
 `AVEmotionProcessor` turns clips (file paths, decoded `Clip`s, frame arrays or PIL lists) and
 waveforms into the model inputs::
 
     videos ──load_clip──> frames [t,H,W,3] ──uniform sample ≤ num_frames──> FaceCropper
            ──ViTImageProcessor──> pixel_values [B,T,3,S,S]           (+ video_mask, face_mask)
-    audio  ──mono, resample to 16 kHz──> ASTFeatureExtractor ──> input_values [B,F,M] (+ audio_mask)
+    audio  ──mono, resample to 16 kHz──> AST/WhisperFeatureExtractor ──> input_values [B,F,M] (+ audio_mask)
+
+Whisper's extractor gives [M,F]; it is transposed to the same [F,M] layout as AST's, and its ``chunk_length``
+(seconds) sets F = 100 x chunk_length (the model runs Whisper on those frames only, not on 30 s).
 
 It is saved with `save_pretrained` into a model folder (``processor_config.json``) and loaded
 back with `AVEmotionProcessor.from_pretrained` or, once `register_processor` has run (importing
@@ -19,7 +22,7 @@ import warnings
 from typing import Any
 
 import numpy as np
-from transformers import ASTFeatureExtractor, BatchFeature
+from transformers import ASTFeatureExtractor, BatchFeature, WhisperFeatureExtractor
 from transformers.processing_utils import ProcessorMixin
 from transformers.utils import is_torchvision_available
 
@@ -77,9 +80,10 @@ class AVEmotionProcessor(ProcessorMixin):
         image_processor (`ViTImageProcessor`, *optional*):
             Rescales and normalises the face crops. Default: 224 px, mean = std = 0.5 (ViT in21k).
             The crop side is its ``size["height"]``.
-        feature_extractor (`ASTFeatureExtractor`, *optional*):
-            Log-mel features. Default: 16 kHz, 128 mel bins, ``max_length=1024`` frames (10.24 s);
-            pass e.g. ``ASTFeatureExtractor(max_length=400)`` for 3-4 s clips.
+        feature_extractor (`ASTFeatureExtractor` or `WhisperFeatureExtractor`, *optional*):
+            Log-mel features. Default: AST's, 16 kHz, 128 mel bins, ``max_length=1024`` frames (10.24 s);
+            pass e.g. ``ASTFeatureExtractor(max_length=400)`` for 3-4 s clips, or
+            ``WhisperFeatureExtractor(chunk_length=4)`` for a Whisper audio encoder on 4 s clips.
         num_frames (`int`, *optional*, defaults to 8):
             Frames per clip T. Longer clips are sampled uniformly, shorter ones zero-padded
             (``video_mask`` False).
@@ -133,6 +137,35 @@ class AVEmotionProcessor(ProcessorMixin):
             extractor = ASTFeatureExtractor(num_mel_bins=num_mel_bins, max_length=max_length)
         return cls(_default_image_processor(image_size), extractor, **kwargs)
 
+    @classmethod
+    def from_backbones(cls, vision=None, audio=None, image_size: int = 224, audio_seconds: float = 4.0, **kwargs):
+        """The processor matching `AVEmotionForAudioVisualClassification.from_backbones(vision, audio)`: the
+        vision checkpoint's normalisation at ``image_size`` px (face crops are square: no resize-and-crop), and
+        the audio checkpoint's feature extractor over ``audio_seconds`` per clip. ``kwargs`` go to the
+        constructor (num_frames, detect_faces, ...)."""
+        from transformers import AutoFeatureExtractor, AutoImageProcessor
+
+        image_processor = _default_image_processor(image_size)
+        if vision is not None:
+            source = AutoImageProcessor.from_pretrained(vision)
+            image_processor.image_mean, image_processor.image_std = list(source.image_mean), list(source.image_std)
+        feature_extractor = _default_feature_extractor(int(round(audio_seconds * 100)))
+        if audio is not None:
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message=_EMPTY_MEL_FILTER_WARNING)
+                source = AutoFeatureExtractor.from_pretrained(audio)
+                settings = source.to_dict()
+                if isinstance(source, WhisperFeatureExtractor):
+                    if audio_seconds != int(audio_seconds):  # its chunk_length must be whole seconds
+                        raise ValueError(f"a Whisper feature extractor takes whole seconds, got {audio_seconds}")
+                    feature_extractor = WhisperFeatureExtractor(feature_size=source.feature_size,
+                                                                chunk_length=int(audio_seconds))
+                else:
+                    settings.update(max_length=int(round(audio_seconds * 100)))
+                    feature_extractor = type(source)(**{k: v for k, v in settings.items()
+                                                        if k not in ("feature_extractor_type", "processor_class")})
+        return cls(image_processor, feature_extractor, **kwargs)
+
     # ------------------------------------------------------------------ prepared-data fast paths (training)
 
     def normalize_frames(self, frames):
@@ -157,11 +190,18 @@ class AVEmotionProcessor(ProcessorMixin):
         """One 16 kHz mono waveform float [N] (or None) -> AST features float32 torch [F,M] (zeros for None)."""
         import torch
 
-        fe = self.feature_extractor
         if waveform is None or len(waveform) == 0:
-            return torch.zeros(fe.max_length, fe.num_mel_bins)
-        wave = self._pad_short(np.asarray(waveform, dtype=np.float32))
-        return torch.from_numpy(fe([wave], sampling_rate=self.sampling_rate, return_tensors="np")["input_values"][0])
+            return torch.zeros(self.audio_frames, self.mel_bins)
+        return torch.from_numpy(self.log_mel([np.asarray(waveform, dtype=np.float32)])[0])
+
+    def log_mel(self, waves: list[np.ndarray]) -> np.ndarray:
+        """16 kHz mono waveforms -> features float32 [n, F, M] (padded or cut to F = `audio_frames`)."""
+        fe = self.feature_extractor
+        waves = [self._pad_short(w) for w in waves]
+        if isinstance(fe, WhisperFeatureExtractor):
+            feats = fe(waves, sampling_rate=self.sampling_rate, return_tensors="np")["input_features"]
+            return np.ascontiguousarray(feats.transpose(0, 2, 1), dtype=np.float32)
+        return fe(waves, sampling_rate=self.sampling_rate, return_tensors="np")["input_values"]
 
     def _pad_short(self, wave: np.ndarray) -> np.ndarray:
         """Zero-pad a waveform [N] shorter than one 25 ms analysis window (AST's filter bank fails on it)."""
@@ -187,6 +227,18 @@ class AVEmotionProcessor(ProcessorMixin):
     @property
     def sampling_rate(self) -> int:
         return int(self.feature_extractor.sampling_rate)
+
+    @property
+    def audio_frames(self) -> int:
+        """F: spectrogram frames per clip (10 ms each)."""
+        fe = self.feature_extractor
+        return int(fe.nb_max_frames if isinstance(fe, WhisperFeatureExtractor) else fe.max_length)
+
+    @property
+    def mel_bins(self) -> int:
+        """M: mel bins per frame."""
+        fe = self.feature_extractor
+        return int(fe.feature_size if isinstance(fe, WhisperFeatureExtractor) else fe.num_mel_bins)
 
     @property
     def model_input_names(self) -> list[str]:
@@ -402,13 +454,10 @@ class AVEmotionProcessor(ProcessorMixin):
             h, w = size.get("height", s), size.get("width", s)
             pixel_values = np.zeros((batch, t, 3, h, w), dtype=np.float32)
 
-        fe = self.feature_extractor
         audio_mask = np.array([w is not None for w in waves], dtype=bool)
-        input_values = np.zeros((batch, fe.max_length, fe.num_mel_bins), dtype=np.float32)
+        input_values = np.zeros((batch, self.audio_frames, self.mel_bins), dtype=np.float32)
         if audio_mask.any():
-            present = [self._pad_short(w) for w in waves if w is not None]
-            feats = fe(present, sampling_rate=self.sampling_rate, return_tensors="np")["input_values"]
-            input_values[audio_mask] = feats
+            input_values[audio_mask] = self.log_mel([w for w in waves if w is not None])
 
         data = {
             "pixel_values": pixel_values,

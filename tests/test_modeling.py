@@ -38,7 +38,7 @@ def test_bad_config_values_raise_value_error_naming_the_field(field, value):
         tiny_config(**{field: value})
 
 
-def test_audio_config_must_be_ast():
+def test_audio_config_must_be_ast_or_whisper():
     with pytest.raises(ValueError, match="audio_config"):
         tiny_config(audio_config=dict(TINY_VISION))
 
