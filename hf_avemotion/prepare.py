@@ -1,13 +1,19 @@
-"""Prepare emotion corpora as `datasets` folders with actor-independent folds.
+"""Shared machinery for preparing corpora as `datasets` folders with speaker-independent folds.
 
-A *prepared dataset* is one folder that ``datasets.load_from_disk`` reads directly
-(Arrow shards written by ``Dataset.save_to_disk``), plus two JSON files beside them:
+The corpus-specific parts (file names, labels, fold schemes) live in `hf_avemotion.corpora`, one module per
+corpus; this module holds what they share: the file walk, fold construction and checks, the decoding loop
+(`Dataset.map` with ``num_proc``, a progress bar, the `datasets` cache, bad files reported by name), the
+atomic write, and the generic ``metadata.csv`` folder preparer.
+
+A *prepared audio-visual dataset* (`prepare_folder`, and `prepare_ravdess` / `prepare_crema_d` from
+`hf_avemotion.corpora`) is one folder that ``datasets.load_from_disk`` reads directly (Arrow shards written by
+``Dataset.save_to_disk``), plus two JSON files beside them:
 
 * ``folds.json``        -- ``{"scheme": ..., "folds": {"fold_1": {"train": [actors],
   "validation": [actors], "test": [actors]}, ...}}``; the three actor lists of a fold are
   disjoint, and in the k-fold schemes every actor is in exactly one test fold.
 * ``prepare_info.json`` -- source, options, counts, clips skipped (with the decoder's
-  error message), package and library versions.
+  error message), decoder warnings, package and library versions.
 
 One row per clip (T = ``num_frames``, S = ``image_size``):
 
@@ -26,59 +32,41 @@ column                 feature                     meaning
 ``audio``              float32 [N]                 16 kHz mono waveform, [] when no audio
 ``has_video``          bool                        the clip has a video track
 ``has_audio``          bool                        the clip has an audio track
-``duration``           float32                     seconds
+``duration``           float32                     seconds (0 for frame arrays without audio)
 =====================  ==========================  =========================================
 
+Video comes from a media file or from a ``.npz`` file of frames (array ``frames``, uint8 [n, H, W, 3]).
 Stored as uint8; note that ``with_format("numpy"/"torch")`` widens integer arrays to int64
 (a `datasets` formatter rule), so cast back or use ``with_format("arrow")`` when memory matters.
-
-RAVDESS: speech only (song files are counted and left out). Per recording, a full-AV ``01``
-file is used; else a video-only ``02`` file with the ``03`` audio-only file of the same
-recording (frames from the first, audio from the second); a lone ``02`` or ``03`` file gives a
-video-only or audio-only clip. Files may sit anywhere under the root (``Actor_01/``,
-``Video_Speech_Actor_01/Actor_01/``, ``Audio_Speech_Actors_01-24/Actor_01/``, ...).
 
 Clips are decoded in ``Dataset.map`` (``num_proc`` worker processes, progress bar, cached
 in the ``datasets`` cache keyed by file sizes and modification times). The output is
 written to a hidden sibling folder and renamed into place, so a crash never leaves a
 half-written dataset behind.
 
-Fold schemes
-------------
-RAVDESS (actors 01-24):
-
-* ``"6x4"``  -- fold k (k = 1..6) tests actors 4k-3..4k, validates on fold k+1's actors
-  (fold 6 validates on fold 1's), trains on the other 16.
-* ``"5x"``   -- the published subject-wise 5-fold split of Luna-Jimenez et al., "A Proposal
-  for Multimodal Emotion Recognition Using Aural Transformers and Action Units on RAVDESS
-  Dataset", Applied Sciences 12(1):327, 2021 (README and ``generate_train_test`` in
-  github.com/cristinalunaj/MMEmotionRecognition): test actors (2,5,14,15,16),
-  (3,6,7,13,18), (10,11,12,19,20), (8,17,21,23,24), (1,4,9,22). The paper has no separate
-  validation set; here fold k validates on fold k+1's test actors (our choice) so that the
-  test actors are never used for model selection.
-
-CREMA-D and generic folders: k folds by actor (k = 5 for CREMA-D, ``min(5, n_actors)``
-for a folder): actors sorted (numerically when all are integers) and dealt round-robin,
-actor i into fold ``i % k + 1``; validation is fold k+1's actors (none when k < 3).
-
-Only folds whose test set holds at least one present actor are written, and fold lists
-hold present actors only; fold names keep their meaning (``fold_3`` of ``"6x4"`` always
-tests actors 09-12).
+Generic folders (`prepare_folder`): k = ``min(5, n_actors)`` folds by actor: actors sorted (numerically
+when all are integers) and dealt round-robin, actor i into fold ``i % k + 1``; validation is fold k+1's actors
+(none when k < 3). Only folds whose test set holds at least one present actor are written, and fold lists hold
+present actors only.
 """
 
 from __future__ import annotations
 
 import csv
 import json
+import math
 import os
 import re
 import shutil
 import time
 import uuid
+import warnings
+import zipfile
 from collections import Counter, defaultdict
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Iterable, Mapping, Sequence
+from typing import Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -102,30 +90,31 @@ __all__ = [
 
 SAMPLING_RATE = 16000
 
-RAVDESS_EMOTIONS = ("neutral", "calm", "happy", "sad", "angry", "fearful", "disgust", "surprised")
-CREMA_D_EMOTIONS = ("anger", "disgust", "fear", "happy", "neutral", "sad")
-_CREMA_D_CODES = {"ANG": "anger", "DIS": "disgust", "FEA": "fear", "HAP": "happy", "NEU": "neutral", "SAD": "sad"}
-
-# Test actors of the published subject-wise 5-fold split (Luna-Jimenez et al. 2021, see module docstring).
-RAVDESS_FOLDS_5X = (
-    (2, 5, 14, 15, 16),
-    (3, 6, 7, 13, 18),
-    (10, 11, 12, 19, 20),
-    (8, 17, 21, 23, 24),
-    (1, 4, 9, 22),
-)
-RAVDESS_FOLDS_6X4 = tuple(tuple(range(4 * k + 1, 4 * k + 5)) for k in range(6))
-
 VIDEO_EXTENSIONS = frozenset({".mp4", ".avi", ".mov", ".mkv", ".webm", ".flv", ".m4v", ".mpg", ".mpeg", ".wmv"})
 AUDIO_EXTENSIONS = frozenset({".wav", ".mp3", ".flac", ".m4a", ".aac", ".ogg", ".opus"})
 MEDIA_EXTENSIONS = VIDEO_EXTENSIONS | AUDIO_EXTENSIONS
+FRAME_ARRAY_EXTENSION = ".npz"
 
 # Bump when the decoding below changes, so that cached `map` results are not reused.
-_DECODER_VERSION = 1
+_DECODER_VERSION = 2
 
-_RAVDESS_NAME = re.compile(r"^(\d{2})-(\d{2})-(\d{2})-(\d{2})-(\d{2})-(\d{2})-(\d{2})(?:_[^.]*)?$")
-_CREMA_D_NAME = re.compile(r"^(\d{4})_([A-Z]{3})_([A-Z]{3})_([A-Z]{1,2})(?:_[^.]*)?$")
-_INTERNAL_COLUMNS = ("video_file", "audio_file", "error")
+_INTERNAL_COLUMNS = ("video_file", "audio_file")
+_REPORT_COLUMNS = ("error", "warning")
+
+# Names that moved to their corpus module in `hf_avemotion.corpora`; still importable from here.
+_MOVED = {
+    "RAVDESS_EMOTIONS": "ravdess", "RAVDESS_FOLDS_5X": "ravdess", "RAVDESS_FOLDS_6X4": "ravdess",
+    "prepare_ravdess": "ravdess", "_scan_ravdess": "ravdess", "_ravdess_folds": "ravdess",
+    "CREMA_D_EMOTIONS": "crema_d", "prepare_crema_d": "crema_d", "_scan_crema_d": "crema_d",
+}
+
+
+def __getattr__(name: str):
+    if name in _MOVED:
+        import importlib
+
+        return getattr(importlib.import_module(f".corpora.{_MOVED[name]}", __package__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @dataclass(frozen=True)
@@ -182,8 +171,9 @@ def _index_features(emotions: Sequence[str]) -> Features:
 # ----------------------------------------------------------------------------- scanning
 
 
-def _walk_media(root: Path, stats: Counter | None = None) -> Iterable[str]:
-    """Relative POSIX paths of media files under ``root``, sorted; hidden files and __MACOSX skipped.
+def _walk_media(root: Path, stats: Counter | None = None, extensions=MEDIA_EXTENSIONS) -> Iterable[str]:
+    """Relative POSIX paths of files under ``root`` with one of ``extensions``, sorted; hidden files and
+    __MACOSX skipped.
 
     Folder symlinks are not followed (``os.walk``); a file symlink that resolves outside ``root`` (e.g. in an
     untrusted archive, pointing at a private file) is skipped and counted as ``outside_root``.
@@ -192,7 +182,7 @@ def _walk_media(root: Path, stats: Counter | None = None) -> Iterable[str]:
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and d != "__MACOSX")
         for name in sorted(filenames):
-            if name.startswith(".") or Path(name).suffix.lower() not in MEDIA_EXTENSIONS:
+            if name.startswith(".") or Path(name).suffix.lower() not in extensions:
                 continue
             path = Path(dirpath, name)
             if path.is_symlink() and real_root not in path.resolve().parents:
@@ -206,85 +196,12 @@ def _stem(rel: str) -> str:
     return Path(rel).name.rsplit(".", 1)[0]
 
 
-def _scan_ravdess(root: Path) -> tuple[list[_Source], dict]:
-    """Group RAVDESS speech files by recording (all fields but modality) and pick the sources.
-
-    A full-AV ``01`` file wins; otherwise a video-only ``02`` file is paired with the audio-only
-    ``03`` file of the same recording; a lone ``02`` or ``03`` file gives a video- or audio-only clip.
-    """
-    groups: dict[tuple, dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
-    stats = Counter()
-    for rel in _walk_media(root, stats):
-        m = _RAVDESS_NAME.match(_stem(rel))
-        if m is None:
-            stats["unrecognised_names"] += 1
-            continue
-        modality, channel, emotion = m.group(1), m.group(2), m.group(3)
-        if modality not in ("01", "02", "03") or not 1 <= int(emotion) <= len(RAVDESS_EMOTIONS):
-            stats["unrecognised_names"] += 1
-            continue
-        if channel != "01":
-            stats["song_excluded"] += 1
-            continue
-        ext = Path(rel).suffix.lower()
-        if (modality == "03") != (ext in AUDIO_EXTENSIONS):
-            stats["unrecognised_names"] += 1  # e.g. an "audio-only" .mp4 or a "video" .wav
-            continue
-        groups[m.groups()[1:]][modality].append(rel)
-
-    sources = []
-    for key in sorted(groups):
-        files = groups[key]
-        stats["duplicates"] += sum(len(v) - 1 for v in files.values())
-        emotion = RAVDESS_EMOTIONS[int(key[1]) - 1]
-        actor = key[5]
-        if "01" in files:
-            video = audio = files["01"][0]
-            stats["av"] += 1
-            stats["redundant_02_03"] += len(files.get("02", ())) + len(files.get("03", ()))
-        elif "02" in files and "03" in files:
-            video, audio = files["02"][0], files["03"][0]
-            stats["paired_02_03"] += 1
-        elif "02" in files:
-            video, audio = files["02"][0], ""
-            stats["video_only"] += 1
-        else:
-            video, audio = "", files["03"][0]
-            stats["audio_only"] += 1
-        clip_id = _RAVDESS_NAME.match(_stem(video or audio)).group(0).split("_")[0]
-        sources.append(_Source(clip_id, actor, emotion, video, audio))
-    return sources, dict(stats)
-
-
-def _scan_crema_d(root: Path) -> tuple[list[_Source], dict]:
-    """Group CREMA-D files by stem: video from a video file (``VideoFlash/*.flv``), audio from
-    ``AudioWAV/*.wav``, else ``AudioMP3/*.mp3``, else the video file's own track."""
-    groups: dict[str, list[str]] = defaultdict(list)
-    stats = Counter()
-    for rel in _walk_media(root, stats):
-        m = _CREMA_D_NAME.match(_stem(rel))
-        if m is None or m.group(3) not in _CREMA_D_CODES:
-            stats["unrecognised_names"] += 1
-            continue
-        groups["_".join(m.groups())].append(rel)
-
-    def rank(rel: str) -> int:
-        order = [".wav", ".flac", ".mp3"]
-        ext = Path(rel).suffix.lower()
-        return order.index(ext) if ext in order else len(order)
-
-    sources = []
-    for clip_id in sorted(groups):
-        files = groups[clip_id]
-        videos = [f for f in files if Path(f).suffix.lower() in VIDEO_EXTENSIONS]
-        audios = sorted((f for f in files if Path(f).suffix.lower() in AUDIO_EXTENSIONS), key=rank)
-        stats["duplicates"] += max(len(videos) - 1, 0) + max(len(audios) - 1, 0)
-        video = videos[0] if videos else ""
-        audio = audios[0] if audios else video
-        stats["with_video_file" if video else "audio_only"] += 1
-        actor, _, code, _ = clip_id.split("_")
-        sources.append(_Source(clip_id, actor, _CREMA_D_CODES[code], video, audio))
-    return sources, dict(stats)
+def source_folder(root, what: str) -> Path:
+    """``root`` as a Path; FileNotFoundError naming ``what`` unless it is a folder."""
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"{what} root {root} is not a folder")
+    return root
 
 
 def _resolve_inside(root: Path, rel: str, where: str) -> str:
@@ -357,9 +274,12 @@ def _scan_folder(root: Path, labels: Sequence[str] | None) -> tuple[list[_Source
         if clip_id in seen:
             raise ValueError(f"{where}: duplicate clip_id {clip_id!r}")
         seen.add(clip_id)
-        is_audio = Path(rel).suffix.lower() in AUDIO_EXTENSIONS
+        suffix = Path(rel).suffix.lower()
+        is_audio = suffix in AUDIO_EXTENSIONS
         if audio:
             video = "" if is_audio else rel
+        elif suffix == FRAME_ARRAY_EXTENSION:  # frames only
+            video = rel
         else:
             video, audio = ("", rel) if is_audio else (rel, rel)
         sources.append(_Source(clip_id, actor, emotion, video, audio))
@@ -406,13 +326,10 @@ def kfold_by_actor(actors: Iterable[str], k: int) -> list[list[str]]:
     return [present[i::k] for i in range(k)]
 
 
-def _ravdess_folds(scheme, actors: Iterable[str], *, strict: bool = False) -> dict:
-    if isinstance(scheme, Mapping):
-        return _folds_from_dict(scheme, actors, strict=strict)
-    groups = {"6x4": RAVDESS_FOLDS_6X4, "5x": RAVDESS_FOLDS_5X}.get(scheme)
-    if groups is None:
-        raise ValueError(f"unknown RAVDESS fold scheme {scheme!r}; use '6x4', '5x' or a dict")
-    return _folds_from_test_groups([[f"{a:02d}" for a in g] for g in groups], actors)
+def default_folds(actors: Iterable[str]) -> dict:
+    """k = min(5, number of actors) folds by actor (`kfold_by_actor`); fold k validates on fold k+1's actors."""
+    actors = list(actors)
+    return _folds_from_test_groups(kfold_by_actor(actors, min(5, len(set(actors)))), actors)
 
 
 def _folds_from_dict(spec: Mapping, actors: Iterable[str], *, strict: bool = True) -> dict:
@@ -461,10 +378,38 @@ def _face_cropper(image_size: int):
     return _CROPPERS[image_size]
 
 
+@contextmanager
+def reporting(out: dict):
+    """For `Dataset.map` functions: a MediaError raised inside becomes ``out["error"]`` (the item is skipped and
+    reported by name); UserWarnings (e.g. damaged packets the decoder skipped) go to ``out["warning"]`` (the item is
+    kept and reported). Other errors propagate."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            yield out
+        except MediaError as e:
+            out["error"] = f"{type(e).__name__}: {e}"
+    out["warning"] = "; ".join(dict.fromkeys(str(w.message) for w in caught if issubclass(w.category, UserWarning)))
+
+
+def _load_frame_array(path: Path, num_frames: int) -> np.ndarray:
+    """uint8 [num_frames,H,W,3] taken at segment midpoints from the ``frames`` array of an ``.npz`` file
+    (repeated when it has fewer); CorruptMediaError when unreadable or not uint8 [n,H,W,3]."""
+    from .media import CorruptMediaError
+
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            frames = z["frames"]
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
+        raise CorruptMediaError(f"{str(path)!r} is not a readable frame array ({type(e).__name__}: {e})") from None
+    if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[-1] != 3 or not len(frames):
+        raise CorruptMediaError(f"{str(path)!r}: frames must be uint8 [n,H,W,3], got {frames.dtype} {frames.shape}")
+    return frames[((np.arange(num_frames) + 0.5) * len(frames) / num_frames).astype(int)]
+
+
 def _decode_clip(
     video_file: str,
     audio_file: str,
-    rank: int | None = None,
     *,
     root: str,
     num_frames: int,
@@ -472,7 +417,7 @@ def _decode_clip(
     face_crop: bool,
     decoder_version: str,
 ) -> dict:
-    """`Dataset.map` function: decode one clip into the prepared columns (plus ``error``).
+    """`Dataset.map` function: decode one clip into the prepared columns (plus ``error`` and ``warning``).
 
     Returns frames uint8 [T,S,S,3], video_mask/face_mask bool [T], audio float32 [N] at 16 kHz.
     A MediaError becomes ``error`` (the row is dropped and reported later); other errors propagate.
@@ -488,20 +433,21 @@ def _decode_clip(
         "duration": 0.0,
         "error": "",
     }
-    try:
-        clip = audio_clip = None
-        if video_file:
+    clip = audio_clip = frames = None
+    with reporting(out):
+        if video_file.lower().endswith(FRAME_ARRAY_EXTENSION):
+            frames = _load_frame_array(Path(root, video_file), T)
+        elif video_file:
             clip = load_clip(Path(root, video_file), num_frames=T, sampling_rate=SAMPLING_RATE)
+            frames = np.asarray(clip.frames[:T]) if clip.has_video and len(clip.frames) else None
         if audio_file and audio_file != video_file:
             audio_clip = load_clip(Path(root, audio_file), num_frames=1, sampling_rate=SAMPLING_RATE)
         elif audio_file:
             audio_clip = clip
-    except MediaError as e:
-        out["error"] = f"{type(e).__name__}: {e}"
+    if out["error"]:
         return out
 
-    if clip is not None and clip.has_video and len(clip.frames):
-        frames = np.asarray(clip.frames[:T])
+    if frames is not None:
         n = len(frames)
         cropper = _face_cropper(S)
         crops = cropper(frames) if face_crop else cropper.centre_crops(frames)
@@ -514,7 +460,7 @@ def _decode_clip(
             raise RuntimeError(f"load_clip returned {audio_clip.sampling_rate} Hz, asked for {SAMPLING_RATE}")
         out["audio"] = np.asarray(audio_clip.audio, np.float32)
         out["has_audio"] = True
-    main = clip if out["has_video"] else audio_clip
+    main = clip if clip is not None and out["has_video"] else audio_clip
     out["duration"] = float(main.duration) if main is not None else 0.0
     return out
 
@@ -535,35 +481,109 @@ def _generate_index(sources: list[dict], labels: tuple[str, ...]):
         }
 
 
-def _stamp(root: Path, rel: str) -> str:
-    if not rel:
-        return ""
+def file_stamp(path) -> str:
+    """``size:mtime_ns`` of a file ("missing" when absent): fed to cache fingerprints so that a changed file is
+    decoded again."""
     try:
-        st = (root / rel).stat()
+        st = Path(path).stat()
         return f"{st.st_size}:{st.st_mtime_ns}"
     except OSError:
         return "missing"
 
 
-def _limit(sources: list[_Source], max_clips: int | None) -> list[_Source]:
-    """At most ``max_clips`` sources, taken round-robin over actors (deterministic)."""
-    if max_clips is None or max_clips >= len(sources):
-        return sources
-    by_actor: dict[str, list[_Source]] = defaultdict(list)
-    for s in sources:
-        by_actor[s.actor].append(s)
-    order = _sorted_actors(by_actor)
-    picked, i = [], 0
-    while len(picked) < max_clips:
-        for a in order:
-            if i < len(by_actor[a]) and len(picked) < max_clips:
-                picked.append(by_actor[a][i])
-        i += 1
-    keep = {s.clip_id for s in picked}
-    return [s for s in sources if s.clip_id in keep]
+def _limit(items: list, max_items: int | None, group: Callable = lambda s: s.actor) -> list:
+    """At most ``max_items`` items, taken round-robin over ``group(item)`` (the actor; deterministic, order kept)."""
+    if max_items is None or max_items >= len(items):
+        return items
+    by_group: dict[str, list[int]] = defaultdict(list)
+    for i, s in enumerate(items):
+        by_group[group(s)].append(i)
+    order = _sorted_actors(by_group)
+    picked, k = [], 0
+    while len(picked) < max_items:
+        for g in order:
+            if k < len(by_group[g]) and len(picked) < max_items:
+                picked.append(by_group[g][k])
+        k += 1
+    keep = set(picked)
+    return [s for i, s in enumerate(items) if i in keep]
 
 
 # ----------------------------------------------------------------------------- driver
+
+
+def decode_items(
+    generator,
+    gen_kwargs: dict,
+    *,
+    index_features: Features,
+    decode: Callable,
+    fn_kwargs: dict,
+    input_columns: Sequence[str],
+    output_features: Features,
+    report_columns: Sequence[str],
+    num_proc: int,
+    cache_dir,
+    desc: str,
+    writer_batch_size: int | None = None,
+) -> tuple[Dataset, list[dict], list[dict]]:
+    """Index the items (`Dataset.from_generator`), decode them in `Dataset.map` and split off the failures.
+
+    ``decode`` returns its output columns plus ``error`` and ``warning`` ("" when none; see `reporting`).
+    Returns the decoded rows (the ``output_features`` columns only), the skipped items and the items kept with a
+    warning, each as ``{report column: value, ..., "error" | "warning": message}``.
+    """
+    index = Dataset.from_generator(  # tuples: `datasets` would shard list arguments, one generator call per item
+        generator, features=index_features, gen_kwargs={k: tuple(v) if isinstance(v, list) else v
+                                                        for k, v in gen_kwargs.items()},
+        cache_dir=None if cache_dir is None else str(cache_dir),
+    )
+    features = Features({**index_features, **output_features, **{c: Value("string") for c in _REPORT_COLUMNS}})
+    ds = index.map(
+        decode,
+        input_columns=list(input_columns),
+        fn_kwargs=fn_kwargs,
+        features=features,
+        num_proc=num_proc if num_proc and num_proc > 1 else None,
+        writer_batch_size=writer_batch_size,
+        desc=desc,
+    )
+    small = ds.select_columns([*report_columns, *_REPORT_COLUMNS]).to_dict()
+    errors, notes = small["error"], small["warning"]
+
+    def entry(i: int, key: str) -> dict:
+        return {**{c: small[c][i] for c in report_columns}, key: small[key][i]}
+
+    skipped = [entry(i, "error") for i, e in enumerate(errors) if e]
+    warned = [entry(i, "warning") for i, (e, w) in enumerate(zip(errors, notes)) if w and not e]
+    if skipped:
+        ds = ds.select([i for i, e in enumerate(errors) if not e])
+    return ds.select_columns(list(output_features)), skipped, warned
+
+
+def check_out_dir(out_dir, overwrite: bool) -> Path:
+    """``out_dir`` as a Path; FileExistsError when it holds files and ``overwrite`` is False."""
+    out_dir = Path(out_dir)
+    if out_dir.exists() and any(out_dir.iterdir()) and not overwrite:
+        raise FileExistsError(f"{out_dir} exists and is not empty; pass overwrite=True to replace it")
+    return out_dir
+
+
+def prepare_info(source: str, root: Path, options: dict, counts: dict, skipped: list, warned: list,
+                 started: float) -> dict:
+    """The ``prepare_info.json`` record of a preparation (started = `time.perf_counter()` at the start)."""
+    return {
+        "source": source,
+        "root": str(Path(root).resolve()),
+        "options": options,
+        "counts": {**counts, "skipped": len(skipped), "warnings": len(warned)},
+        "skipped": skipped,
+        "warnings": warned,
+        "seconds": round(time.perf_counter() - started, 2),
+        "package_version": _package_version(),
+        "datasets_version": datasets.__version__,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
 
 
 def _prepare(
@@ -584,9 +604,8 @@ def _prepare(
     overwrite: bool,
     scan_stats: dict,
 ) -> Path:
-    out_dir = Path(out_dir)
-    if out_dir.exists() and any(out_dir.iterdir()) and not overwrite:
-        raise FileExistsError(f"{out_dir} exists and is not empty; pass overwrite=True to replace it")
+    """Decode audio-visual ``sources`` into the Arrow dataset of the module docstring, with ``make_folds(actors)``."""
+    out_dir = check_out_dir(out_dir, overwrite)
     if num_frames < 1 or image_size < 1:
         raise ValueError("num_frames and image_size must be positive")
     found = len(sources)
@@ -596,20 +615,12 @@ def _prepare(
     t0 = time.perf_counter()
 
     labels = list(labels)
-    records = [dict(asdict(s), stamp=_stamp(root, s.video_file) + "|" + _stamp(root, s.audio_file)) for s in sources]
-    index = Dataset.from_generator(
-        _generate_index,
-        features=_index_features(labels),
-        gen_kwargs={"sources": records, "labels": tuple(labels)},
-        cache_dir=None if cache_dir is None else str(cache_dir),
-    )
-    features = _index_features(labels)
-    features.update(prepared_features(labels, num_frames, image_size))
-    features["error"] = Value("string")
-    ds = index.map(
-        _decode_clip,
-        input_columns=["video_file", "audio_file"],
-        with_rank=True,
+    records = [dict(asdict(s), stamp=file_stamp(root / s.video_file) + "|" + file_stamp(root / s.audio_file))
+               for s in sources]
+    ds, skipped, warned = decode_items(
+        _generate_index, {"sources": records, "labels": tuple(labels)},
+        index_features=_index_features(labels),
+        decode=_decode_clip,
         fn_kwargs={
             "root": str(root),
             "num_frames": int(num_frames),
@@ -617,63 +628,43 @@ def _prepare(
             "face_crop": bool(face_crop),
             "decoder_version": f"{_DECODER_VERSION}/{_package_version()}",
         },
-        features=features,
-        num_proc=num_proc if num_proc and num_proc > 1 else None,
+        input_columns=_INTERNAL_COLUMNS,
+        output_features=prepared_features(labels, num_frames, image_size),
+        report_columns=("clip_id", "source_path", "audio_source_path"),
+        num_proc=num_proc, cache_dir=cache_dir, desc=f"Decoding {source} clips",
         writer_batch_size=16,  # rows are ~1 MB of frames each
-        desc=f"Decoding {source} clips",
     )
-
-    small = ds.select_columns(["clip_id", "actor", "emotion", "source_path", "audio_source_path", "error"]).to_dict()
-    bad = [i for i, e in enumerate(small["error"]) if e]
-    skipped = [
-        {k: small[k][i] for k in ("clip_id", "source_path", "audio_source_path", "error")} for i in bad
-    ]
-    kept = [i for i, e in enumerate(small["error"]) if not e]
-    if bad:
-        ds = ds.select(kept)
-    ds = ds.remove_columns(list(_INTERNAL_COLUMNS))
-    ds = ds.select_columns(list(prepared_features(labels, num_frames, image_size)))
     if len(ds) == 0:
         raise ValueError(f"every {source} clip failed to decode; first error: {skipped[0]['error']}")
 
-    actors = [small["actor"][i] for i in kept]
+    small = ds.select_columns(["actor", "emotion", "has_video", "has_audio", "face_mask"]).to_dict()
+    actors = small["actor"]
     folds = make_folds(actors)
     _check_folds(folds)
-    flags = ds.select_columns(["has_video", "has_audio", "face_mask"]).to_dict()
-    info = {
-        "source": source,
-        "root": str(root.resolve()),
-        "options": {
-            "num_frames": num_frames,
-            "image_size": image_size,
-            "sampling_rate": SAMPLING_RATE,
-            "face_crop": face_crop,
-            "max_clips": max_clips,
-            "num_proc": num_proc,
-            "folds": fold_scheme if isinstance(fold_scheme, str) or fold_scheme is None else "custom",
-        },
-        "labels": labels,
-        "counts": {
-            "found": found,
-            "selected": len(sources),
-            "clips": len(ds),
-            "skipped": len(skipped),
-            "actors": len(set(actors)),
-            "with_video": int(sum(flags["has_video"])),
-            "with_audio": int(sum(flags["has_audio"])),
-            "with_face": int(sum(any(m) for m in flags["face_mask"])),
-            "by_emotion": dict(sorted(Counter(small["emotion"][i] for i in kept).items())),
-            "by_actor": {a: n for a, n in sorted(Counter(actors).items(), key=lambda kv: _actor_key(actors)(kv[0]))},
-            "scan": scan_stats,
-        },
-        "skipped": skipped,
-        "seconds": round(time.perf_counter() - t0, 2),
-        "package_version": _package_version(),
-        "datasets_version": datasets.__version__,
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    options = {
+        "num_frames": num_frames,
+        "image_size": image_size,
+        "sampling_rate": SAMPLING_RATE,
+        "face_crop": face_crop,
+        "max_clips": max_clips,
+        "num_proc": num_proc,
+        "folds": fold_scheme if isinstance(fold_scheme, str) or fold_scheme is None else "custom",
     }
-    _write_atomically(ds, out_dir, {"folds.json": {"scheme": info["options"]["folds"], "folds": folds},
-                                    "prepare_info.json": info}, overwrite=overwrite)
+    counts = {
+        "found": found,
+        "selected": len(sources),
+        "clips": len(ds),
+        "actors": len(set(actors)),
+        "with_video": int(sum(small["has_video"])),
+        "with_audio": int(sum(small["has_audio"])),
+        "with_face": int(sum(any(m) for m in small["face_mask"])),
+        "by_emotion": dict(sorted(Counter(small["emotion"]).items())),
+        "by_actor": {a: n for a, n in sorted(Counter(actors).items(), key=lambda kv: _actor_key(actors)(kv[0]))},
+        "scan": scan_stats,
+    }
+    info = prepare_info(source, root, options, counts, skipped, warned, t0)
+    write_prepared(ds, out_dir, {"folds.json": {"scheme": options["folds"], "folds": folds},
+                                 "prepare_info.json": info}, overwrite=overwrite)
     return out_dir
 
 
@@ -683,13 +674,31 @@ def _package_version() -> str:
     return __version__
 
 
-def _write_atomically(ds: Dataset, out_dir: Path, files: dict, *, overwrite: bool) -> None:
-    """save_to_disk into a hidden sibling, add the JSON files, then rename into place."""
+def _save_parquet(ds: Dataset, folder: Path, name: str, max_shard_bytes: int = 256 << 20,
+                  row_group_bytes: int = 32 << 20) -> None:
+    """``ds`` as ``folder/data/{name}-NNNNN-of-NNNNN.parquet`` shards of at most ~``max_shard_bytes``."""
+    nbytes = ds.data.nbytes * len(ds) / max(ds.data.num_rows, 1)
+    shards = max(1, math.ceil(nbytes / max_shard_bytes))
+    rows_per_group = int(min(1000, max(1, row_group_bytes * len(ds) / max(nbytes, 1))))
+    (folder / "data").mkdir(parents=True)
+    for i in range(shards):
+        ds.shard(shards, i, contiguous=True).to_parquet(
+            str(folder / "data" / f"{name}-{i:05d}-of-{shards:05d}.parquet"), batch_size=rows_per_group)
+
+
+def write_prepared(ds: Dataset, out_dir: Path, files: Mapping[str, object], *, overwrite: bool,
+                   parquet_name: str | None = None) -> None:
+    """Write ``ds`` (Arrow via ``save_to_disk``, or Parquet shards under ``data/`` when ``parquet_name`` is given)
+    and the JSON ``files`` into a hidden sibling of ``out_dir``, then rename it into place."""
+    out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = out_dir.with_name(f".{out_dir.name}.tmp-{uuid.uuid4().hex[:8]}")
     old = None
     try:
-        ds.save_to_disk(str(tmp))
+        if parquet_name is None:
+            ds.save_to_disk(str(tmp))
+        else:
+            _save_parquet(ds, tmp, parquet_name)
         for name, obj in files.items():
             (tmp / name).write_text(json.dumps(obj, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
         if out_dir.exists():
@@ -710,62 +719,6 @@ def _write_atomically(ds: Dataset, out_dir: Path, files: dict, *, overwrite: boo
 
 
 # ----------------------------------------------------------------------------- public API
-
-
-def prepare_ravdess(
-    root,
-    out_dir,
-    *,
-    num_frames: int = 8,
-    image_size: int = 224,
-    num_proc: int = 1,
-    folds="6x4",
-    max_clips: int | None = None,
-    face_crop: bool = True,
-    cache_dir=None,
-    overwrite: bool = False,
-) -> Path:
-    """Prepare RAVDESS speech clips found anywhere under ``root`` (``MM-VV-EE-II-SS-RR-AA[_x].ext``).
-
-    ``folds``: "6x4", "5x" (published, Luna-Jimenez et al. 2021) or a dict (see `prepare_folder`).
-    Returns ``out_dir``; rows are [T=num_frames, S=image_size] face crops + 16 kHz audio.
-    """
-    root = Path(root)
-    if not root.is_dir():
-        raise FileNotFoundError(f"RAVDESS root {root} is not a folder")
-    sources, stats = _scan_ravdess(root)
-    _ravdess_folds(folds, [s.actor for s in sources], strict=True)  # reject a bad scheme before decoding
-    return _prepare(
-        sources, source="ravdess", root=root, out_dir=out_dir, labels=RAVDESS_EMOTIONS,
-        make_folds=lambda actors: _ravdess_folds(folds, actors), fold_scheme=folds,
-        num_frames=num_frames, image_size=image_size, num_proc=num_proc, max_clips=max_clips,
-        face_crop=face_crop, cache_dir=cache_dir, overwrite=overwrite, scan_stats=stats,
-    )
-
-
-def prepare_crema_d(
-    root,
-    out_dir,
-    *,
-    num_frames: int = 8,
-    image_size: int = 224,
-    num_proc: int = 1,
-    max_clips: int | None = None,
-    face_crop: bool = True,
-    cache_dir=None,
-    overwrite: bool = False,
-) -> Path:
-    """Prepare CREMA-D (``VideoFlash/*.flv`` + ``AudioWAV/*.wav``, or audio-only trees) with 5 actor folds."""
-    root = Path(root)
-    if not root.is_dir():
-        raise FileNotFoundError(f"CREMA-D root {root} is not a folder")
-    sources, stats = _scan_crema_d(root)
-    return _prepare(
-        sources, source="crema_d", root=root, out_dir=out_dir, labels=CREMA_D_EMOTIONS,
-        make_folds=lambda actors: _folds_from_test_groups(kfold_by_actor(actors, 5), actors),
-        fold_scheme="5-by-actor", num_frames=num_frames, image_size=image_size, num_proc=num_proc,
-        max_clips=max_clips, face_crop=face_crop, cache_dir=cache_dir, overwrite=overwrite, scan_stats=stats,
-    )
 
 
 def prepare_folder(
@@ -789,9 +742,7 @@ def prepare_folder(
     ``folds``: ``{name: [test actors]}`` or ``{name: {"test":[..], "validation":[..], "train":[..]}}``;
     default k = min(5, n_actors) folds by actor.
     """
-    root = Path(root)
-    if not root.is_dir():
-        raise FileNotFoundError(f"{root} is not a folder")
+    root = source_folder(root, "folder")
     sources, labels, stats = _scan_folder(root, labels)
     if folds is not None:
         _folds_from_dict(folds, [s.actor for s in sources])
@@ -799,8 +750,7 @@ def prepare_folder(
     def make_folds(actors):
         if folds is not None:
             return _folds_from_dict(folds, actors, strict=False)
-        k = min(5, len(set(actors)))
-        return _folds_from_test_groups(kfold_by_actor(actors, k), actors)
+        return default_folds(actors)
 
     return _prepare(
         sources, source="folder", root=root, out_dir=out_dir, labels=labels, make_folds=make_folds,
@@ -810,57 +760,76 @@ def prepare_folder(
     )
 
 
-def _read_folds(path) -> dict:
+def read_folds_file(path) -> dict:
+    """The parsed ``folds.json`` of a prepared dataset folder."""
     f = Path(path) / "folds.json"
     if not f.is_file():
         raise FileNotFoundError(f"{f} not found: is {path} a prepared dataset?")
-    return json.loads(f.read_text(encoding="utf-8"))["folds"]
+    return json.loads(f.read_text(encoding="utf-8"))
+
+
+def _natural(names: Iterable[str]) -> list[str]:
+    return sorted(names, key=lambda n: [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", n)])
 
 
 def list_folds(path) -> list[str]:
     """Fold names of a prepared dataset, in numeric order (``fold_1``, ``fold_2``, ...)."""
-    names = list(_read_folds(path))
-    return sorted(names, key=lambda n: [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", n)])
+    return _natural(read_folds_file(path)["folds"])
+
+
+def check_data_files(path, names: Iterable) -> list[Path]:
+    """The data files ``names`` of the dataset folder ``path``, resolved; ValueError when one is not a plain
+    relative name or resolves outside ``path`` (``..``, absolute, symlink)."""
+    root = Path(path).resolve()
+    files = []
+    for name in names:
+        if not isinstance(name, str) or not name or Path(name).is_absolute() or ".." in Path(name).parts:
+            raise ValueError(f"{path}: data file {name!r} must be a plain relative name inside {root}")
+        real = (root / name).resolve()
+        if root not in real.parents:
+            raise ValueError(f"{path}: data file {name!r} resolves to {real}, outside {root}")
+        files.append(real)
+    return files
 
 
 def _check_prepared_files(path) -> None:
     """ValueError when the dataset's ``state.json`` names data files outside ``path`` (``..``, absolute, symlink)."""
-    root = Path(path).resolve()
     state = Path(path) / "state.json"
     try:
         files = [f["filename"] for f in json.loads(state.read_text(encoding="utf-8"))["_data_files"]]
     except (OSError, ValueError, KeyError, TypeError) as err:
         raise ValueError(f"{state} is missing or not a datasets state file ({err})") from None
-    for name in files:
-        if not isinstance(name, str) or not name or Path(name).is_absolute() or ".." in Path(name).parts:
-            raise ValueError(f"{state}: data file {name!r} must be a plain relative name inside {root}")
-        real = (root / name).resolve()
-        if root not in real.parents:
-            raise ValueError(f"{state}: data file {name!r} resolves to {real}, outside {root}")
+    check_data_files(path, files)
+
+
+def select_fold(ds: Dataset, folds: Mapping, fold: str, column: str, where) -> DatasetDict:
+    """train/validation/test of ``fold``: the rows whose ``column`` value is in each list; asserts the splits
+    share no value."""
+    if fold not in folds:
+        raise KeyError(f"no fold {fold!r} in {where}; folds: {_natural(folds)}")
+    spec = folds[fold]
+    _check_folds({fold: spec})
+    values = np.asarray(ds.data.column(column).to_pylist(), dtype=object)
+    splits, seen = {}, {}
+    for split in ("train", "validation", "test"):
+        wanted = set(spec.get(split, ()))
+        idx = [i for i, v in enumerate(values) if v in wanted]
+        splits[split] = ds.select(idx)
+        seen[split] = set(values[idx].tolist())
+    tr, va, te = seen["train"], seen["validation"], seen["test"]
+    overlap = (tr & va) | (tr & te) | (va & te)
+    assert not overlap, f"fold {fold} of {where} is not {column}-independent: {sorted(overlap)}"
+    return DatasetDict(splits)
 
 
 def load_prepared(path, fold: str = "fold_1", *, keep_in_memory: bool = False) -> DatasetDict:
     """train/validation/test of ``fold``, selected by actor; asserts the splits share no actor.
 
     The data files named in ``state.json`` must lie inside ``path`` (ValueError otherwise)."""
-    folds = _read_folds(path)
-    if fold not in folds:
-        raise KeyError(f"no fold {fold!r} in {path}; folds: {list_folds(path)}")
-    spec = folds[fold]
-    _check_folds({fold: spec})
+    folds = read_folds_file(path)["folds"]
     _check_prepared_files(path)
     ds = datasets.load_from_disk(str(path), keep_in_memory=keep_in_memory)
-    actors = np.asarray(ds.data.column("actor").to_pylist(), dtype=object)
-    splits, seen = {}, {}
-    for split in ("train", "validation", "test"):
-        wanted = set(spec.get(split, ()))
-        idx = [i for i, a in enumerate(actors) if a in wanted]
-        splits[split] = ds.select(idx)
-        seen[split] = set(actors[idx].tolist())
-    tr, va, te = seen["train"], seen["validation"], seen["test"]
-    overlap = (tr & va) | (tr & te) | (va & te)
-    assert not overlap, f"fold {fold} of {path} is not actor-independent: {sorted(overlap)}"
-    return DatasetDict(splits)
+    return select_fold(ds, folds, fold, "actor", path)
 
 
 def push_prepared_to_hub(path, repo_id: str, *, private: bool = True, token: str | None = None, **push_kwargs):

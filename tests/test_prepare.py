@@ -428,3 +428,22 @@ def test_failed_write_leaves_no_output(ravdess_root, tmp_path, monkeypatch):
         P.prepare_ravdess(ravdess_root, tmp_path / "out", num_frames=T, image_size=S, max_clips=2,
                           cache_dir=tmp_path / "c")
     assert list(tmp_path.iterdir()) == [tmp_path / "c"]  # neither out nor a temp sibling
+
+
+def test_prepare_folder_with_frame_arrays_reports_a_corrupt_one(tmp_path):
+    """Video may come as .npz face frames (array `frames`, uint8 [n,H,W,3]); a broken one is skipped by name."""
+    root = tmp_path / "corpus"
+    root.mkdir()
+    rng = np.random.default_rng(0)
+    for actor in ("a", "b"):
+        np.savez(root / f"{actor}.npz", frames=rng.integers(0, 255, (3, 40, 40, 3), dtype=np.uint8))
+    (root / "bad.npz").write_bytes(b"PK\x03\x04 not a zip archive")
+    with open(root / "metadata.csv", "w", newline="") as f:
+        csv.writer(f).writerows([["path", "actor", "emotion"], ["a.npz", "a", "sad"], ["b.npz", "b", "happy"],
+                                 ["bad.npz", "c", "sad"]])
+    out = P.prepare_folder(root, tmp_path / "out", num_frames=T, image_size=S, cache_dir=tmp_path / "c")
+    info = json.loads((Path(out) / "prepare_info.json").read_text())
+    assert [s["source_path"] for s in info["skipped"]] == ["bad.npz"] and "frame array" in info["skipped"][0]["error"]
+    ds = datasets.load_from_disk(str(out)).with_format("numpy")
+    assert len(ds) == 2 and all(ds["has_video"]) and not any(ds["has_audio"])
+    assert ds[0]["frames"].shape == (T, S, S, 3) and ds[0]["video_mask"].all() and ds[0]["duration"] == 0
