@@ -5,14 +5,15 @@ Importing the package registers the model with transformers' Auto classes:
 `AutoProcessor` gives `AVEmotionProcessor`.
 """
 
-from transformers import AutoConfig, AutoModel, AutoModelForVideoClassification
+from transformers import AutoConfig, AutoModel, AutoModelForAudioClassification, AutoModelForVideoClassification
 
 from .backbones import pretrained_path
-from .configuration_avemotion import FUSION_TYPES, RAVDESS_EMOTIONS, AVEmotionConfig
+from .configuration_avemotion import FUSION_TYPES, RAVDESS_EMOTIONS, AVEmotionConfig, AVEmotionSpeechConfig
 from .media import Clip, MediaError, clip_from_arrays, iter_windows, load_clip
 from .modeling_avemotion import (
     AVEmotionClassifierOutput,
     AVEmotionForAudioVisualClassification,
+    AVEmotionForSpeechClassification,
     AVEmotionModel,
     AVEmotionModelOutput,
 )
@@ -24,6 +25,9 @@ AutoConfig.register(AVEmotionConfig.model_type, AVEmotionConfig, exist_ok=True)
 # The product card: AutoModel.from_pretrained(folder) gives the classifier, whose output has `logits`.
 AutoModel.register(AVEmotionConfig, AVEmotionForAudioVisualClassification, exist_ok=True)
 AutoModelForVideoClassification.register(AVEmotionConfig, AVEmotionForAudioVisualClassification, exist_ok=True)
+# The speech model (Whisper encoder + head): AutoModelForAudioClassification and pipeline("audio-classification").
+AutoConfig.register(AVEmotionSpeechConfig.model_type, AVEmotionSpeechConfig, exist_ok=True)
+AutoModelForAudioClassification.register(AVEmotionSpeechConfig, AVEmotionForSpeechClassification, exist_ok=True)
 register_processor()  # AutoProcessor.from_pretrained(folder) -> AVEmotionProcessor
 from . import pipeline_avemotion  # noqa: E402,F401  registers the "audio-visual-emotion-recognition" pipeline
 
@@ -36,6 +40,8 @@ __all__ = [
     "iter_windows",
     "load_clip",
     "AVEmotionConfig",
+    "AVEmotionSpeechConfig",
+    "AVEmotionForSpeechClassification",
     "AVEmotionModel",
     "AVEmotionForAudioVisualClassification",
     "AVEmotionModelOutput",

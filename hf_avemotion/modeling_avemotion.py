@@ -20,9 +20,10 @@ from transformers import initialization as init
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 from transformers.models.auto.modeling_auto import MODEL_MAPPING
 from transformers.models.whisper.modeling_whisper import WhisperEncoder
+from transformers.modeling_outputs import SequenceClassifierOutput
 from transformers.utils import ModelOutput
 
-from .configuration_avemotion import AVEmotionConfig
+from .configuration_avemotion import AVEmotionConfig, AVEmotionSpeechConfig
 
 _MASK_VALUE = -1e9  # additive mask for padded keys; every sequence keeps its always-valid null token
 
@@ -657,6 +658,131 @@ class AVEmotionForAudioVisualClassification(AVEmotionPreTrainedModel):
         return F.cross_entropy(logits, labels.long(), weight=weight, label_smoothing=self.config.label_smoothing)
 
 
+class AttentiveStatisticsPooling(nn.Module):
+    """Attentive statistics pooling (Okabe et al., Interspeech 2018): states [B,N,D] (+ optional bool mask [B,N])
+    -> [B,2D], the attention-weighted mean and standard deviation over time. A tanh MLP scores each step; the
+    standard deviation keeps how much the voice varies, which a mean alone loses."""
+
+    def __init__(self, hidden_size: int, pooling_hidden_size: int):
+        super().__init__()
+        self.score = nn.Sequential(nn.Linear(hidden_size, pooling_hidden_size), nn.Tanh(),
+                                   nn.Linear(pooling_hidden_size, 1))
+
+    def forward(self, states, mask=None):
+        scores = self.score(states).squeeze(-1)  # [B,N]
+        if mask is not None:
+            scores = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)
+        weights = torch.softmax(scores, dim=-1)
+        mean = torch.einsum("bn,bnd->bd", weights, states)
+        variance = torch.einsum("bn,bnd->bd", weights, states.square()) - mean.square()
+        return torch.cat([mean, variance.clamp(min=1e-6).sqrt()], dim=-1)
+
+
+class AVEmotionForSpeechClassification(PreTrainedModel):
+    """Speech emotion classifier: Whisper's encoder (on the clip's own frames, see `whisper_encode`; frozen), its
+    L+1 hidden states averaged over `time_pooling` steps, a learned softmax-weighted sum of them, attentive
+    statistics pooling over time (weighted mean and standard deviation), and a 2-layer classifier.
+
+    Loads with `AutoModelForAudioClassification` and runs in `pipeline("audio-classification")`, whose Whisper
+    feature extractor (``chunk_length`` seconds) gives ``input_features`` [B,M,F]."""
+
+    config: AVEmotionSpeechConfig
+    config_class = AVEmotionSpeechConfig
+    base_model_prefix = "speech"
+    main_input_name = "input_features"
+    input_modalities = ("audio",)
+    _auto_class = "AutoModelForAudioClassification"
+    _remote_auto_map = {
+        "AutoConfig": "configuration_avemotion.AVEmotionSpeechConfig",
+        "AutoModelForAudioClassification": "modeling_avemotion.AVEmotionForSpeechClassification",
+    }
+
+    def __init__(self, config: AVEmotionSpeechConfig):
+        super().__init__(config)
+        self.encoder = WhisperEncoder(config.audio_config)
+        size = config.audio_config.d_model
+        self.layer_weights = nn.Parameter(torch.zeros(config.audio_config.encoder_layers + 1))
+        self.pooling = AttentiveStatisticsPooling(size, config.pooling_hidden_size)
+        self.classifier = nn.Sequential(
+            nn.LayerNorm(2 * size), nn.Dropout(config.classifier_dropout),
+            nn.Linear(2 * size, config.classifier_hidden_size),
+            nn.GELU(), nn.Dropout(config.classifier_dropout), nn.Linear(config.classifier_hidden_size, config.num_labels))
+        self.post_init()
+
+    @torch.no_grad()
+    def _init_weights(self, module):
+        super()._init_weights(module)
+        if module is self:
+            init.zeros_(self.layer_weights)
+
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        self.config.auto_map = dict(self._remote_auto_map)
+        return super().save_pretrained(save_directory, *args, **kwargs)
+
+    @classmethod
+    def from_backbone(cls, audio, **config_kwargs) -> "AVEmotionForSpeechClassification":
+        """Whisper checkpoint (Hub name or folder, e.g. `hf_avemotion.pretrained_path("whisper-base")`) +
+        a new head; ``config_kwargs`` are [`AVEmotionSpeechConfig`] fields (labels, sizes, ...)."""
+        model = cls(AVEmotionSpeechConfig(audio_config=AutoConfig.from_pretrained(audio), **config_kwargs))
+        load_encoder_weights(model.encoder, AutoModel.from_pretrained(audio).get_encoder().state_dict(), "audio")
+        return model
+
+    def frozen_backbone_prefixes(self) -> tuple[str, ...]:
+        """State-dict prefixes of the weights training leaves as the backbone has them: the whole encoder."""
+        return ("encoder.",)
+
+    def encoder_states(self, input_features) -> torch.Tensor:
+        """input_features [B,M,F] -> every hidden state of the encoder, averaged over `config.time_pooling` steps:
+        [B,L+1,ceil(F/2/p),D]."""
+        return self.pool_time(torch.stack(whisper_encode(self.encoder, input_features), dim=1))
+
+    def pool_time(self, states: torch.Tensor) -> torch.Tensor:
+        """Average [B,L+1,N,D] over windows of `config.time_pooling` steps -> [B,L+1,ceil(N/p),D] (a last, shorter
+        window is averaged over what it holds)."""
+        p = self.config.time_pooling
+        if p == 1:
+            return states
+        batch, layers, steps, width = states.shape
+        flat = states.reshape(batch * layers, steps, width).transpose(1, 2)
+        pooled = F.avg_pool1d(flat, p, p, ceil_mode=True)
+        return pooled.transpose(1, 2).reshape(batch, layers, -1, width)
+
+    def forward(self, input_features=None, attention_mask=None, labels=None, layer_states=None,
+                return_dict=True, **kwargs) -> SequenceClassifierOutput:
+        r"""
+        input_features (`torch.FloatTensor` of shape `(B, M, F)`): Whisper log-mel features (F <= 3000).
+        attention_mask (`torch.LongTensor` of shape `(B, F)`, *optional*): 1 for real frames; padded frames are left
+            out of the pooling (the encoder itself sees all frames, as Whisper was trained).
+        labels (`torch.LongTensor` of shape `(B,)` or `torch.FloatTensor` of shape `(B, num_labels)`, *optional*):
+            class indices, or target distributions (soft labels).
+        layer_states (`torch.FloatTensor` of shape `(B, L+1, N, D)`, *optional*): cached `encoder_states` (time-pooled),
+            instead of `input_features` (training the head on a frozen encoder).
+        """
+        if layer_states is None:
+            if input_features is None:
+                raise ValueError("give input_features [B,M,F] (or cached layer_states)")
+            if input_features.dim() != 3 or input_features.shape[1] != self.config.audio_config.num_mel_bins:
+                raise ValueError(f"input_features must be [B,{self.config.audio_config.num_mel_bins},frames], "
+                                 f"got {tuple(input_features.shape)}")
+            layer_states = self.encoder_states(input_features)
+        weights = torch.softmax(self.layer_weights, 0).to(layer_states.dtype)
+        hidden = torch.einsum("l,blnd->bnd", weights, layer_states)
+        mask = None
+        if attention_mask is not None:
+            step = 2 * self.config.time_pooling  # mel frames per pooled step
+            mask = attention_mask[:, ::step][:, : hidden.shape[1]].bool()
+            mask[:, 0] = True  # a row of silence still pools something
+        logits = self.classifier(self.pooling(hidden, mask))
+        loss = None
+        if labels is not None:
+            weight = None
+            if self.config.class_weights is not None:
+                weight = torch.tensor(self.config.class_weights, dtype=logits.dtype, device=logits.device)
+            loss = F.cross_entropy(logits, labels if labels.is_floating_point() else labels.long(), weight=weight,
+                                   label_smoothing=self.config.label_smoothing)
+        return SequenceClassifierOutput(loss=loss, logits=logits)
+
+
 def load_encoder_weights(encoder: nn.Module, state_dict: dict, name: str):
     """Load a pretrained encoder's weights, failing loudly on anything but an unused pooling layer."""
     missing, unexpected = encoder.load_state_dict(state_dict, strict=False)
@@ -688,4 +814,5 @@ __all__ = [
     "AVEmotionForAudioVisualClassification",
     "AVEmotionModelOutput",
     "AVEmotionClassifierOutput",
+    "AVEmotionForSpeechClassification",
 ]
