@@ -146,7 +146,7 @@ def bench_end_to_end(clip_path: Path, repeats: int) -> dict:
 
     from hf_avemotion.media import load_clip
     from hf_avemotion.pipeline_avemotion import load_pipeline
-    from hf_avemotion.quantization import cpu_has_bf16_units, quantize_model
+    from hf_avemotion.quantization import cpu_has_amx, cpu_has_bf16_units, quantize_model, resolve_method
 
     model, processor = build_model()
     pipe = load_pipeline(model, processor=processor)
@@ -219,6 +219,8 @@ def bench_end_to_end(clip_path: Path, repeats: int) -> dict:
     results["bf16_speedup"] = round(med["model_fp32"] / med["model_bf16"], 3)
     results["int8_speedup"] = round(med["model_fp32"] / med["model_int8"], 3)
     results["cpu_has_bf16_units"] = cpu_has_bf16_units()
+    results["cpu_has_amx"] = cpu_has_amx()
+    results["auto_quantization"] = resolve_method("auto")
 
     # FLOP utilisation: FLOPs of one fp32 forward (counted) / its median time / median 2048² matmul FLOP/s
     counter = FlopCounterMode(display=False)

@@ -16,8 +16,11 @@ over 16 uniformly sampled frames per clip and ms per frame, plus a small-face an
 That mode needs only numpy, Pillow, PyAV and the candidates, so it also runs in a separate venv
 (MediaPipe 0.10.21 pins numpy<2)::
 
-    python benchmarks/bench_media.py                       # -> benchmarks/media_results.json
-    python benchmarks/bench_media.py --compare-detectors   # -> benchmarks/detector_results.json
+    python benchmarks/bench_media.py                       # -> runs/bench/media_results.json
+    python benchmarks/bench_media.py --compare-detectors   # -> runs/bench/detector_results.json
+    python benchmarks/bench_media.py --publish             # -> benchmarks/media_results.json (maintainers)
+
+Results record the machine (CPU model, its speed-relevant flags, thread settings) and no absolute path.
 """
 
 from __future__ import annotations
@@ -86,10 +89,36 @@ def timed(fn, repeats: int = 5) -> tuple[float, object]:
     return statistics.median(times), result
 
 
+# /proc/cpuinfo flags that pick SIMD kernels (same list as hf_avemotion.quantization.SPEED_FLAGS; repeated here
+# because the detector comparison also runs in a venv without torch or hf_avemotion)
+SPEED_FLAGS = ("sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512_vnni", "avx512_bf16",
+               "avx512_fp16", "avx_vnni", "amx_tile", "amx_bf16", "amx_int8", "amx_fp16")
+
+
 def machine_info() -> dict:
+    cpu, flags = platform.processor() or platform.machine(), None
+    try:
+        first = Path("/proc/cpuinfo").read_text(errors="replace").split("\n\n", 1)[0]
+        for line in first.splitlines():
+            key, _, value = (part.strip() for part in line.partition(":"))
+            if key == "model name":
+                cpu = value
+            elif key == "flags":
+                flags = [f for f in SPEED_FLAGS if f in set(value.split())]
+    except OSError:
+        pass
+    try:
+        import cv2
+
+        cv_threads = cv2.getNumThreads()
+    except Exception:  # noqa: BLE001 - OpenCV is optional here
+        cv_threads = None
     return {
+        "cpu": cpu,
+        "cpu_flags": flags,
         "python": platform.python_version(),
         "cpu_count": os.cpu_count(),
+        "threads": {"OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"), "opencv": cv_threads},
         "loadavg_1min": os.getloadavg()[0],
         "numpy": np.__version__,
         "av": av.__version__,
@@ -301,13 +330,16 @@ def main(argv=None) -> None:
     parser.add_argument("--max-side", type=int, default=480, help="detector input size (longest side)")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--out", type=Path, help="JSON output path")
+    parser.add_argument("--publish", action="store_true", help="write the published file under benchmarks/")
     args = parser.parse_args(argv)
+    folder = ROOT / "benchmarks" if args.publish else ROOT / "runs" / "bench"
     if args.compare_detectors is not None:
         results = compare_detectors(args.compare_detectors or CANDIDATES, args.max_side)
-        out = args.out or ROOT / "benchmarks" / "detector_results.json"
+        out = args.out or folder / "detector_results.json"
     else:
         results = bench_media(args.repeats)
-        out = args.out or ROOT / "benchmarks" / "media_results.json"
+        out = args.out or folder / "media_results.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2) + "\n")
     print(f"wrote {out}")
 

@@ -17,6 +17,18 @@ import torch
 from bench_inference import NUM_FRAMES, build_model, median_time
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def display_path(path: Path) -> str:
+    """A path as results may record it: relative to the checkout, else ``<tmp>/NAME`` (results never name an
+    absolute folder of the machine that made them)."""
+    path = Path(path)
+    try:
+        return str(path.resolve().relative_to(ROOT))
+    except ValueError:
+        return str(Path("<tmp>", path.name))
+
+
 DEMO_FOLDS = {"demo": {"test": ["10", "11", "12"], "validation": ["8", "9"]}}
 
 
@@ -104,7 +116,7 @@ def bench_prepare(folder: Path) -> dict:
         out[f"num_proc_{num_proc}"] = {"seconds": round(seconds, 3), "clips": n,
                                        "clips_per_s": round(n / seconds, 2)}
         print(f"  prepare num_proc={num_proc}: {n} clips in {seconds:.1f} s ({n / seconds:.1f} clips/s)", flush=True)
-    out["data"] = str(folder / "prepared_2")
+    out["data"] = display_path(folder / "prepared_2")
     return out
 
 
@@ -147,7 +159,7 @@ def evaluate_precisions(model_dir: Path, data: Path, fold: str = "demo") -> dict
             inputs = {k: v.to(dtype) if v.is_floating_point() else v for k, v in inputs.items()}
             predictions[precision][name] = m(**inputs).logits.float().argmax(-1).numpy()
     labels = {name: batch["labels"].numpy() for name, batch in batches.items()}
-    out = {"model": str(model_dir), "test_clips": int(len(labels["test"])),
+    out = {"model": display_path(model_dir), "test_clips": int(len(labels["test"])),
            "all_clips": int(sum(len(v) for v in labels.values()))}
     for precision, preds in predictions.items():
         correct_test = float((preds["test"] == labels["test"]).mean())
@@ -174,8 +186,8 @@ def bench_synthetic(folder: Path, threads: int, num_epochs: int | None = None) -
         out["model_source"] = "runs/demo (make demo)"
     else:
         start = time.perf_counter()
-        model_dir = train_demo_model(Path(out["prepare"]["data"]), folder / "demo_run", num_epochs, threads)
-        data = Path(out["prepare"]["data"])
+        data = folder / "prepared_2"
+        model_dir = train_demo_model(data, folder / "demo_run", num_epochs, threads)
         out["model_source"] = "configs/demo.yaml trained here" + (f", at most {num_epochs} epochs" if num_epochs else "")
         out["train_seconds"] = round(time.perf_counter() - start, 1)
         print(f"  trained the demo model in {out['train_seconds']:.0f} s", flush=True)

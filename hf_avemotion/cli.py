@@ -7,9 +7,12 @@ Commands:
     app --model DIR [--port N] [--allow-pickle]
     train ARGS... | cv ARGS... [--folds a,b] | ablation ARGS... --fusion-types a,b,c [--folds a,b]
     evaluate --model DIR --dataset DIR --fold NAME
-    prepare {ravdess,crema-d,folder} ROOT OUT [--num-frames N] [--image-size S] [--num-proc P]
+    prepare CORPUS SOURCE OUT [--num-proc P] [--max-items N] [--num-frames N] [--image-size S]
+            (CORPUS: ravdess, tess, emodb, fer, ckplus, av, ravdess-av, crema-d, folder)
+    corpora [ROOT] [--json]
     synthetic OUT [--num-actors N] [--seed S]
     demo [--output-dir runs/demo]
+    synthetic-demo [--output-dir runs/demo] [--seed S | --seeds N|a,b,c] [--threads T] [--fusion-types a,b]
 
 Model folders load from safetensors only; ``--allow-pickle`` opts in to pickle weights (``pytorch_model.bin``),
 read with ``torch.load(weights_only=True)``.
@@ -33,6 +36,10 @@ EXIT_OK, EXIT_USAGE = 0, 2
 ALLOW_PICKLE_HELP = ("accept a model folder whose weights are only a pickle (pytorch_model.bin); unpickling can run "
                      "code, so only for sources you trust (read with torch.load(weights_only=True))")
 PASSTHROUGH = ("train", "cv", "ablation")  # their remaining arguments go to training.parse_training_args
+# `prepare` corpora (hf_avemotion.corpora); the audio-visual ones take --num-frames / --image-size.
+CORPORA = ("ravdess", "tess", "emodb", "fer", "ckplus", "av", "ravdess-av", "crema-d")
+AV_CORPORA = ("av", "ravdess-av", "crema-d", "folder")
+AV_ONLY = "audio-visual corpora only: " + ", ".join(AV_CORPORA)
 
 
 class UsageError(Exception):
@@ -67,6 +74,15 @@ def _positive_int(value: str) -> int:
     if n < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}")
     return n
+
+
+def _seeds(value: str) -> list[int]:
+    from .demo_job import parse_seeds
+
+    try:
+        return parse_seeds(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seeds or comma-separated seeds, got {value!r}") from None
 
 
 def _positive_float(value: str) -> float:
@@ -123,13 +139,20 @@ def build_parser() -> _Parser:
     p.add_argument("--dataset", required=True, metavar="DIR")
     p.add_argument("--fold", required=True, metavar="NAME")
 
-    p = add("prepare", "decode a dataset into a prepared Arrow dataset with actor-independent folds")
-    p.add_argument("source", choices=("ravdess", "crema-d", "folder"))
-    p.add_argument("root", metavar="ROOT")
+    p = add("prepare", "decode a corpus into a prepared `datasets` folder with speaker-independent folds")
+    p.add_argument("source", choices=(*CORPORA, "folder"), metavar="CORPUS",
+                   help=f"one of {', '.join(CORPORA)}, or folder (any folder with a metadata.csv)")
+    p.add_argument("root", metavar="SOURCE", help="the corpus folder, or the corpus root that holds it")
     p.add_argument("out", metavar="OUT")
-    p.add_argument("--num-frames", type=_positive_int, default=8)
-    p.add_argument("--image-size", type=_positive_int, default=224)
-    p.add_argument("--num-proc", type=_positive_int, default=1)
+    p.add_argument("--num-proc", type=_positive_int, default=1, help="decoding processes")
+    p.add_argument("--max-items", type=_positive_int, default=None, help="at most N items, round-robin by speaker")
+    p.add_argument("--num-frames", type=_positive_int, default=None, help=f"frames per clip ({AV_ONLY}; default 8)")
+    p.add_argument("--image-size", type=_positive_int, default=None, help=f"face crop side ({AV_ONLY}; default 224)")
+
+    p = add("corpora", "print the table of the corpora under ROOT (people, items, classes, duration)")
+    p.add_argument("root", nargs="?", default=None, metavar="ROOT",
+                   help="default: $HF_AVEMOTION_CORPUS, else ../shared/corpus beside the current folder or checkout")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a Markdown table")
 
     p = add("synthetic", "write the synthetic benchmark (cartoon faces + synthetic voices)")
     p.add_argument("out", metavar="OUT")
@@ -138,7 +161,39 @@ def build_parser() -> _Parser:
 
     p = add("demo", "run the built-in demo job (synthetic benchmark, train, evaluate)")
     p.add_argument("--output-dir", default="runs/demo")
+
+    p = add("synthetic-demo", "the demo on the synthetic benchmark; with --seeds, its spread over training seeds")
+    p.add_argument("--output-dir", default="runs/demo")
+    p.add_argument("--seed", type=int, default=None, help="training seed of a single run (default: the config's, 0)")
+    p.add_argument("--seeds", type=_seeds, default=None, metavar="N|a,b,c",
+                   help="train over seeds 0..N-1 (or the listed ones); print mean ± std and min–max per model")
+    p.add_argument("--threads", type=_positive_int, default=None, metavar="T",
+                   help="torch threads (default: torch's own); a result repeats only with the same machine and T")
+    p.add_argument("--fusion-types", type=_csv, default=None, metavar="a,b",
+                   help="with --seeds: models to train (default: cross_attention,audio_only,video_only)")
+    _add_models_parser(add)
+    _add_speech_parser(add)
     return parser
+
+
+def _add_speech_parser(add) -> None:
+    p = add("speech", "train and evaluate the speech emotion model on the real corpora (speaker-independent)")
+    p.add_argument("--corpus-root", default=None, metavar="DIR",
+                   help="folder holding speech/ravdess, speech/tess, speech/emodb (default: ../shared/corpus)")
+    p.add_argument("--output-dir", default="runs/speech/whisper-base", metavar="DIR")
+    p.add_argument("--backbone", default="whisper-base", help="whisper-base, whisper-tiny.en or a Whisper folder")
+    p.add_argument("--protocols", default="cv,emodb,tess", help="comma list of cv, emodb, tess, ship")
+    p.add_argument("--ship-to", default=None, metavar="DIR",
+                   help="with 'ship': write the shipped head here (the repo's is hf_avemotion/pretrained/speech)")
+    p.add_argument("--epochs", type=_positive_int, default=None)
+    p.add_argument("--folds", default=None, help="comma list of RAVDESS folds (default: all 5)")
+
+
+def _add_models_parser(add) -> None:
+    p = add("models", "list the pretrained models this package can build locally (and build them with --prepare)")
+    p.add_argument("--prepare", nargs="*", metavar="NAME", default=None,
+                   help="convert these models now (no NAME: all of them); a ready model is left as it is")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
 
 def main(argv=None) -> int:
@@ -318,13 +373,63 @@ def cmd_evaluate(args, rest) -> int:
 
 
 def cmd_prepare(args, rest) -> int:
+    """Prepare a corpus; prints the output folder and a summary, and names every skipped file on stderr."""
     from . import prepare
+    from .corpora import prepare_corpus
 
-    function = {"ravdess": prepare.prepare_ravdess, "crema-d": prepare.prepare_crema_d,
-                "folder": prepare.prepare_folder}[args.source]
-    out = function(args.root, args.out, num_frames=args.num_frames, image_size=args.image_size,
-                   num_proc=args.num_proc)
+    options = {"num_proc": args.num_proc}
+    if args.max_items is not None:
+        options["max_items"] = args.max_items
+    if args.source in AV_CORPORA:
+        options.update(num_frames=args.num_frames or 8, image_size=args.image_size or 224)
+    elif args.num_frames is not None or args.image_size is not None:
+        raise UsageError(f"avemotion prepare {args.source}: --num-frames/--image-size are for {AV_ONLY}")
+    legacy = {"ravdess-av": "prepare_ravdess", "crema-d": "prepare_crema_d", "folder": "prepare_folder"}
+    if args.source in legacy:  # the documented functions of hf_avemotion.prepare
+        if "max_items" in options:
+            options["max_clips"] = options.pop("max_items")
+        out = getattr(prepare, legacy[args.source])(args.root, args.out, **options)
+    else:
+        out = prepare_corpus(args.source, args.root, args.out, **options)
     print(out)
+    _report_prepared(Path(out))
+    return EXIT_OK
+
+
+def _report_prepared(out: Path) -> None:
+    """Summary of ``prepare_info.json``: counts on stdout, each skipped file and decoder warning on stderr."""
+    info_file = out / "prepare_info.json"
+    if not info_file.is_file():
+        return
+    info = json.loads(info_file.read_text(encoding="utf-8"))
+    counts = info.get("counts", {})
+    kept = counts.get("items", counts.get("clips"))
+    dropped = ", ".join(f"{word} {n}" for word, n in counts.get("dropped_labels", {}).items())
+    print(f"{kept} of {counts.get('found')} items prepared in {info.get('seconds')} s; skipped "
+          f"{counts.get('skipped', 0)}, warnings {counts.get('warnings', 0)}"
+          + (f"; labels dropped (no package emotion): {dropped}" if dropped else ""))
+    for entry in info.get("skipped", []):
+        name = entry.get("name") or entry.get("source_path")
+        print(f"warning: skipped {name}: {_one_line(Exception(entry['error']))}", file=sys.stderr)
+    for entry in info.get("warnings", []):
+        name = entry.get("name") or entry.get("source_path")
+        print(f"warning: {name}: {_one_line(Exception(entry['warning']))}", file=sys.stderr)
+
+
+def cmd_corpora(args, rest) -> int:
+    """The corpus table (people, items, per-class counts in the package's label space, duration)."""
+    from .corpora import corpus_table, default_corpus_root, format_corpus_table
+
+    root = args.root or default_corpus_root()
+    if root is None:
+        raise UsageError("avemotion corpora: no ../shared/corpus found; pass ROOT or set HF_AVEMOTION_CORPUS")
+    rows = corpus_table(root)
+    if not rows:
+        raise ValueError(f"no corpus folders (speech/ravdess, faces/fer, ...) under {root}")
+    if args.json:
+        _print_json(rows)
+    else:
+        print(format_corpus_table(rows))
     return EXIT_OK
 
 
@@ -338,16 +443,75 @@ def cmd_synthetic(args, rest) -> int:
 def cmd_demo(args, rest) -> int:
     from .demo_job import run_demo
 
-    result = run_demo(args.output_dir)
-    if result is not None:
-        print(result)
+    run_demo(args.output_dir)  # prints its own summary table
     return EXIT_OK
 
 
+def cmd_synthetic_demo(args, rest) -> int:
+    from . import demo_job
+
+    if args.seeds is not None and args.seed is not None:
+        raise UsageError("avemotion synthetic-demo: give --seed or --seeds, not both")
+    if args.seeds is not None:
+        demo_job.run_demo_seeds(args.output_dir, seeds=args.seeds, threads=args.threads,
+                                fusion_types=tuple(args.fusion_types or demo_job.DEMO_FUSION_TYPES))
+    else:
+        if args.fusion_types:
+            raise UsageError("avemotion synthetic-demo: --fusion-types goes with --seeds")
+        demo_job.run_demo(args.output_dir, seed=args.seed, threads=args.threads)
+    return EXIT_OK
+
+
+def cmd_models(args, rest) -> int:
+    """Table (or JSON) of the named pretrained models; ``--prepare`` fetches and converts them first."""
+    from .backbones import BACKBONES, RegistryError, list_pretrained, pretrained_path
+
+    if args.prepare is not None:
+        for name in args.prepare or list(BACKBONES):
+            try:
+                pretrained_path(name, log=lambda message: print(message, file=sys.stderr))
+            except RegistryError as err:
+                return _fail(_one_line(err))
+    rows = list_pretrained()
+    if args.json:
+        _print_json(rows)
+        return 0
+    print(f"{'name':<18} {'ready':<6} {'same model on the Hub':<24} source packages")
+    for row in rows:
+        print(f"{row['name']:<18} {'yes' if row['ready'] else 'no':<6} {row['hub_id']:<24} "
+              f"{', '.join(row['packages'])}")
+    return 0
+
+
+def cmd_speech(args, rest) -> int:
+    """Run the speech model's protocols; print the results table."""
+    _quiet_transformers()
+    from .corpora import default_corpus_root
+    from .speech_training import PROTOCOLS, SpeechRecipe, run_speech_experiments, speech_results_table
+
+    protocols = [p.strip() for p in args.protocols.split(",") if p.strip()]
+    unknown = sorted(set(protocols) - set(PROTOCOLS))
+    if unknown:
+        raise UsageError(f"avemotion speech: unknown protocol(s) {', '.join(unknown)}; choose from {', '.join(PROTOCOLS)}")
+    recipe = SpeechRecipe() if not args.epochs else SpeechRecipe(epochs=args.epochs)
+    root = args.corpus_root or default_corpus_root()
+    if root is None:
+        raise UsageError("avemotion speech: no corpus folder found (../shared/corpus); pass --corpus-root DIR")
+    results = run_speech_experiments(root, args.output_dir,
+                                     backbone=args.backbone, protocols=protocols, recipe=recipe,
+                                     ship_to=args.ship_to, folds=args.folds.split(",") if args.folds else None,
+                                     log=lambda message: print(message, file=sys.stderr, flush=True))
+    print(speech_results_table(results))
+    return 0
+
+
 COMMANDS = {
+    "speech": cmd_speech,
+    "models": cmd_models,
     "predict": cmd_predict, "push": cmd_push, "app": cmd_app, "train": cmd_train, "cv": cmd_cv,
     "ablation": cmd_ablation, "evaluate": cmd_evaluate, "prepare": cmd_prepare, "synthetic": cmd_synthetic,
-    "demo": cmd_demo,
+    "corpora": cmd_corpora,
+    "demo": cmd_demo, "synthetic-demo": cmd_synthetic_demo,
 }
 
 

@@ -1,10 +1,10 @@
-"""Faster CPU inference: bf16 weights where the CPU has bf16 matrix units, dynamic int8 linear layers elsewhere.
+"""Faster CPU inference: bf16 weights where the CPU has AMX tiles, dynamic int8 linear layers elsewhere.
 
     from hf_avemotion.quantization import quantize_model
-    fast = quantize_model(model)                 # "auto": bf16 on AMX / AVX512-BF16 CPUs, else int8
+    fast = quantize_model(model)                 # "auto": bf16 on CPUs with AMX, else int8
     pipe.model = quantize_model(pipe.model, "int8")
 
-Which path, and why (measured here: 1 thread of an AMX-capable Xeon, torch 2.13 CPU, ViT-B/16 on
+Which path, and why (measured on 1 thread of an AMX-capable Intel Xeon, torch 2.13 CPU, ViT-B/16 on
 8 frames, median of 3 after warm-up; `benchmarks/run_benchmarks.py` repeats this for the whole model):
 
     path                                              seconds   rel. error of the hidden states
@@ -15,9 +15,12 @@ Which path, and why (measured here: 1 thread of an AMX-capable Xeon, torch 2.13 
     int8, torchao + `torch.compile`                   0.77      0.025   (+41 s compiling on first call)
 
 * ``"bf16"`` casts the weights (and, through the pipeline, the inputs) to bfloat16. oneDNN runs the
-  matmuls on AMX / AVX512-BF16 units: a 2048² matmul ran ~4.5x faster than fp32 here. On CPUs without
-  bf16 units bf16 is emulated and slower than fp32, so ``"auto"`` only picks it where
-  `cpu_has_bf16_units` is true.
+  matmuls on AMX tiles: a 2048² matmul ran ~4.5x faster than fp32 on that Xeon. AVX512-BF16 alone (no AMX)
+  is not enough: on an AMD EPYC with avx512_bf16 and no AMX the whole model took 6.7 s in bf16 and 3.5 s in
+  int8 (1 thread, issue 17), and on an AVX2-only EPYC bf16 is emulated (ViT-B/16 on 4 frames, 1 thread,
+  best of 3: fp32 6.6 s, bf16 31 s, int8 3.5 s). So ``"auto"`` picks bf16 only where `cpu_has_amx` is true and int8
+  everywhere else; `tests/test_quantization.py` (slow, `make release-check`) times all three paths on the
+  machine it runs on and fails when ``"auto"`` is not the fastest.
 * ``"int8"`` replaces the encoders' `nn.Linear` layers with dynamically quantized ones (int8 weights per
   output channel, activations quantized per call; fbgemm kernels with AVX512-VNNI / AVX2); the small fusion
   head and classifier stay fp32. We use
@@ -27,7 +30,7 @@ Which path, and why (measured here: 1 thread of an AMX-capable Xeon, torch 2.13 
   `import transformers` load it (7 ms, warnings on CPU-only wheels). Revisit when torchao's eager CPU
   kernels catch up or torch removes `quantize_dynamic`.
 * ONNX Runtime (export + its dynamic int8 quantization) was not adopted: another runtime and export
-  step for a path that bf16 already beats on this hardware.
+  step for a path that bf16 already beats on AMX hardware.
 
 The quantized copy is for inference in memory; save and share the fp32 model.
 """
@@ -40,26 +43,79 @@ import warnings
 import torch
 from torch import nn
 
-__all__ = ["QUANTIZATION_METHODS", "cpu_has_bf16_units", "quantize_model", "resolve_method"]
+__all__ = ["QUANTIZATION_METHODS", "cpu_features", "cpu_has_amx", "cpu_has_bf16_units", "quantize_model",
+           "resolve_method"]
 
 QUANTIZATION_METHODS = ("auto", "fp32", "bf16", "int8")
 
+# What torch's CPU probes report (torch.cpu._is_*_supported), by the name /proc/cpuinfo uses for the flag.
+_TORCH_PROBES = {"avx2": "_is_avx2_supported", "avx512": "_is_avx512_supported",
+                 "avx512_vnni": "_is_vnni_supported", "avx512_bf16": "_is_avx512_bf16_supported",
+                 "amx_tile": "_is_amx_tile_supported", "amx_fp16": "_is_amx_fp16_supported"}
 
-def cpu_has_bf16_units() -> bool:
-    """True when this CPU runs bf16 matmuls natively (AMX tiles or AVX512-BF16), so bf16 beats fp32."""
-    probes = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")
+
+def _probe(name: str) -> bool:
     try:
-        return any(getattr(torch.cpu, name, lambda: False)() for name in probes)
+        return bool(getattr(torch.cpu, _TORCH_PROBES[name], lambda: False)())
     except RuntimeError:  # pragma: no cover - unusual builds
         return False
 
 
+# /proc/cpuinfo flags that decide which kernels run (recorded with benchmark and demo results).
+SPEED_FLAGS = ("sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512_vnni", "avx512_bf16",
+               "avx512_fp16", "avx_vnni", "amx_tile", "amx_bf16", "amx_int8", "amx_fp16")
+
+
+def _cpuinfo() -> tuple[str, list[str] | None]:
+    """(CPU model name, the SPEED_FLAGS it has) from the first processor of /proc/cpuinfo; flags None where
+    that file is unreadable (not Linux)."""
+    import platform
+
+    name, flags = platform.processor() or platform.machine(), None
+    try:
+        first = open("/proc/cpuinfo", encoding="utf-8", errors="replace").read().split("\n\n", 1)[0]
+    except OSError:
+        return name, flags
+    for line in first.splitlines():
+        key, _, value = (part.strip() for part in line.partition(":"))
+        if key == "model name":
+            name = value
+        elif key == "flags":
+            present = set(value.split())
+            flags = [flag for flag in SPEED_FLAGS if flag in present]
+    return name, flags
+
+
+def cpu_features() -> dict:
+    """The CPU features that decide the speed of the fp32 / bf16 / int8 paths:
+    ``{"cpu": model name, "cpu_flags": [SPEED_FLAGS present in /proc/cpuinfo] or None, "avx2", "avx512",
+    "avx512_vnni", "avx512_bf16", "amx_tile", "amx_fp16": bool (torch's own probes), "capability": str}``
+    (``capability``: the kernel set torch dispatches to, e.g. ``"AVX2"`` or ``"AVX512"``)."""
+    name, flags = _cpuinfo()
+    features = {"cpu": name, "cpu_flags": flags}
+    features.update({name: _probe(name) for name in _TORCH_PROBES})
+    features["capability"] = torch.backends.cpu.get_cpu_capability()
+    return features
+
+
+def cpu_has_amx() -> bool:
+    """True when this CPU has AMX tiles (Intel Sapphire Rapids and later): the only units where bf16 weights
+    were measured faster than dynamic int8 (see the module docstring)."""
+    return _probe("amx_tile")
+
+
+def cpu_has_bf16_units() -> bool:
+    """True when this CPU has any bf16 matmul instructions (AMX tiles or AVX512-BF16). Recorded with benchmark
+    results; ``"auto"`` does not use it (AVX512-BF16 without AMX was slower than int8), see `cpu_has_amx`."""
+    return _probe("amx_tile") or _probe("avx512_bf16")
+
+
 def resolve_method(method: str = "auto") -> str:
-    """``"auto"`` -> ``"bf16"`` on CPUs with bf16 units, else ``"int8"``; other names are checked and returned."""
+    """``"auto"`` -> ``"bf16"`` on CPUs with AMX, else ``"int8"``; other names are checked and returned."""
     if method not in QUANTIZATION_METHODS:
         raise ValueError(f"method must be one of {QUANTIZATION_METHODS}, got {method!r}")
     if method == "auto":
-        return "bf16" if cpu_has_bf16_units() else "int8"
+        return "bf16" if cpu_has_amx() else "int8"
     return method
 
 
