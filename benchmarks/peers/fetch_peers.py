@@ -28,6 +28,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from hf_avemotion.backbones import cache_dir, file_sha256  # the same cache and checksum as the backbones
+
 RECORD_NAME = "FETCHED.json"
 
 
@@ -76,22 +78,9 @@ class FetchError(RuntimeError):
     pass
 
 
-def cache_root() -> Path:
-    """The package cache: `$HF_AVEMOTION_CACHE` or `~/.cache/hf_avemotion`."""
-    return Path(os.environ.get("HF_AVEMOTION_CACHE") or Path.home() / ".cache" / "hf_avemotion").expanduser()
-
-
 def package_dir(package: PeerPackage, root: Path | None = None) -> Path:
     """Where `package`'s files live once fetched, e.g. `<cache>/peers/@vladmandic/face-api@1.7.15`."""
-    return (root or cache_root()) / "peers" / f"{package.name}@{package.version}"
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    return (root or cache_dir()) / "peers" / f"{package.name}@{package.version}"
 
 
 def is_complete(package: PeerPackage, root: Path | None = None) -> bool:
@@ -103,7 +92,7 @@ def is_complete(package: PeerPackage, root: Path | None = None) -> bool:
         return False
     if record.get("tarball_sha256") != package.tarball_sha256 or set(record.get("files", {})) != set(package.files):
         return False
-    return all((folder / name).is_file() and _sha256(folder / name) == digest
+    return all((folder / name).is_file() and file_sha256(folder / name) == digest
                for name, digest in record["files"].items())
 
 
@@ -183,7 +172,7 @@ def fetch(package: PeerPackage, root: Path | None = None, timeout: float = 900.0
         download = staging / ".download"
         download.mkdir()
         tarball = _npm_pack(package, download, timeout)
-        observed = _sha256(tarball)
+        observed = file_sha256(tarball)
         if observed != package.tarball_sha256:
             raise FetchError(f"{package.spec}: tarball sha256 {observed} differs from the pinned "
                              f"{package.tarball_sha256}; refusing to use it")
