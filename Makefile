@@ -42,10 +42,12 @@ test: $(VENV)/.installed system-deps backbones
 release-check: $(VENV)/.installed
 	$(PY) -m pytest -q -p no:cacheprovider -m slow
 
+# The main job: the default model (assembled from the registry backbones + shipped heads) on the bundled
+# example clips, then on every real item in ../shared when present.
 demo: $(VENV)/.installed backbones
 	$(VENV)/bin/avemotion demo
 
-# The synthetic-benchmark demo under its own stable name (what `make demo` runs today), and its spread over
+# The synthetic-benchmark demo under its own name, and its spread over
 # seeds 0-4 (the figures README quotes; ~25 min on one core).
 synthetic-demo: $(VENV)/.installed
 	$(VENV)/bin/avemotion synthetic-demo
@@ -55,14 +57,18 @@ demo-seeds: $(VENV)/.installed
 
 # `make bench` writes under runs/bench/ (git-ignored): a user's run never touches the published figures.
 # `make bench-publish` (maintainers) rewrites benchmarks/results.json and BENCHMARKS.md's results table.
-bench: $(VENV)/.installed
+bench: $(VENV)/.installed backbones
 	mkdir -p runs/bench
 	$(PY) benchmarks/count_parameters.py --out runs/bench/parameter_counts.json
 	$(PY) benchmarks/run_benchmarks.py $(BENCH_ARGS)
+	$(PY) benchmarks/bench_real_backbones.py --out runs/bench/real_backbones.json
+	$(PY) benchmarks/bench_live.py --out runs/bench/live.json
 
-bench-publish: $(VENV)/.installed
+bench-publish: $(VENV)/.installed backbones
 	$(PY) benchmarks/count_parameters.py
 	$(PY) benchmarks/run_benchmarks.py --publish $(BENCH_ARGS)
+	$(PY) benchmarks/bench_real_backbones.py --out benchmarks/real_backbones.json
+	$(PY) benchmarks/bench_live.py --out benchmarks/live.json
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -1,8 +1,12 @@
-"""End-to-end CPU cost of the AV model on the real backbones vs the old ViT-B/16 + AST-base design, in one run.
+"""End-to-end CPU cost of the package's default model, and of the AV model on the real backbones vs the old
+ViT-B/16 + AST-base design, in one run.
 
-    python benchmarks/bench_real_backbones.py [--repeats 5] [--threads N] [--out runs/bench/real_backbones.json]
+    python benchmarks/bench_real_backbones.py [--repeats 5] [--threads N] [--designs default,real,old]
+                                              [--out runs/bench/real_backbones.json]
 
 Models (8 face frames, cross-attention fusion, 4 s 1280x720 H.264 + AAC clip):
+* default: the shipped default model (`pretrained_path("audio-visual")`: the face model's DINOv2-small at 112 px
+  + the speech model's Whisper base, fusion head and both unimodal heads) with its own processor;
 * real: DINOv2-small (112 px crops) + Whisper base encoder on the clip's 4 s (400 mel frames), from
   `make backbones`;
 * old: ViT-B/16 (224 px) + AST-base at 400 frames (random init; the first wave's default shapes).
@@ -39,12 +43,26 @@ def build_real_model():
     return model, processor
 
 
-def bench(clip_path: Path, repeats: int) -> dict:
+def build_default_model():
+    """The package default and its processor, as `pipeline("audio-visual-emotion-recognition")` loads them."""
+    from transformers import AutoModel, AutoProcessor
+
+    from hf_avemotion import DEFAULT_MODEL, pretrained_path
+
+    folder = pretrained_path(DEFAULT_MODEL)
+    return AutoModel.from_pretrained(folder).eval(), AutoProcessor.from_pretrained(folder)
+
+
+DESIGNS = {"default": build_default_model, "real": build_real_model,
+           "old": lambda: build_model(audio_max_length=400)}
+
+
+def bench(clip_path: Path, repeats: int, designs=tuple(DESIGNS)) -> dict:
     from hf_avemotion.media import load_clip
     from hf_avemotion.pipeline_avemotion import load_pipeline
     from hf_avemotion.quantization import quantize_model
 
-    designs = {"real": build_real_model(), "old": build_model(audio_max_length=400)}
+    designs = {name: DESIGNS[name]() for name in designs}
     runners, features = {}, {}
     for design, (model, processor) in designs.items():
         pipe = load_pipeline(model, processor=processor)
@@ -91,7 +109,8 @@ def bench(clip_path: Path, repeats: int) -> dict:
 def table(results: dict) -> str:
     lines = ["| design | params | decode | face det. | processor | model fp32 | e2e RTF fp32 | e2e RTF bf16 | "
              "e2e RTF int8 |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
-    names = {"real": "DINOv2-S 112 px + Whisper base (real weights)", "old": "ViT-B/16 224 px + AST-base 400 fr."}
+    names = {"default": "package default (face model + speech model, fused)",
+             "real": "DINOv2-S 112 px + Whisper base (real weights)", "old": "ViT-B/16 224 px + AST-base 400 fr."}
     for design, r in results["designs"].items():
         s = r["stages_seconds"]
         lines.append(f"| {names[design]} | {r['parameters_millions']:.1f} M | {s['decode']:.3f} s | "
@@ -105,6 +124,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--designs", default=",".join(DESIGNS), help="comma-separated: " + ", ".join(DESIGNS))
     parser.add_argument("--out", default=str(HERE.parent / "runs" / "bench" / "real_backbones.json"))
     args = parser.parse_args(argv)
     if args.threads:
@@ -112,7 +132,8 @@ def main(argv=None) -> int:
     quiet()
     with tempfile.TemporaryDirectory() as folder:
         clip_path, content = make_clip(Path(folder))
-        results = {"machine": machine(), "clip": content, **bench(clip_path, args.repeats)}
+        results = {"machine": machine(), "clip": content,
+                   **bench(clip_path, args.repeats, tuple(args.designs.split(",")))}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
     print(table(results))

@@ -8,6 +8,10 @@ A person uploads a video (or records one with the webcam, sound included) and se
 * the cross-modal attention: how much the audio attended to each of those frames (heatmap);
 * with "Timeline" ticked, one prediction per window along the video (coloured spans + scores).
 
+The "Live" tab streams the webcam and the microphone instead (gradio streaming events into
+``hf_avemotion.live.LiveStream``, one per browser session): the current emotion every 0.5 s for the last 4 s,
+and a timeline that grows; stale hops are dropped, not queued, when the machine is slower than that.
+
 Everything goes through the package's pipeline,
 ``pipeline("audio-visual-emotion-recognition", model=MODEL)``. Where ``hf_avemotion`` is installed
 (local runs, ``avemotion app``) its pipeline module registers the task; on a Space without the package
@@ -21,10 +25,10 @@ recordings are deleted from the server as soon as they have been analysed. A que
 
 Run locally::
 
-    python demo/app.py --model runs/demo/model [--port 7860] [--host 127.0.0.1]
+    python demo/app.py [--model DIR] [--port 7860] [--host 127.0.0.1]
 
-The model defaults to ``$AVEMOTION_MODEL``, else ``runs/demo/model`` of this repository when it
-exists, else the Hub model ``DEFAULT_HUB_MODEL``.
+The model defaults to ``$AVEMOTION_MODEL``, else the package's default model (``hf_avemotion`` installed),
+else the Hub model ``DEFAULT_HUB_MODEL``.
 """
 
 from __future__ import annotations
@@ -49,10 +53,10 @@ logger = logging.getLogger("avemotion.space")
 
 TASK = "audio-visual-emotion-recognition"
 REPO_ROOT = Path(__file__).resolve().parents[1]
-LOCAL_MODEL_DIR = REPO_ROOT / "runs" / "demo" / "model"
 DEFAULT_HUB_MODEL = "hf-avemotion/avemotion-demo"
 # Third-party clips that sit beside a checkout (never copied into the project or the Space).
 SHARED_DATA_DIR = REPO_ROOT.parent / "shared" / "data"
+BUNDLED_EXAMPLES_DIR = Path(__file__).resolve().parent / "examples"
 
 MAX_FILE_MB = 50  # upload limit (1 MB = 10^6 bytes), enforced by gradio (launch(max_file_size=...)) and the handler
 MAX_CLIP_S = 60.0  # one prediction for the whole clip
@@ -64,6 +68,16 @@ QUEUE_SIZE = 32  # requests waiting beyond that are refused with "queue is full"
 SWEEP_TRIES = 7200  # an analysed upload still named by a gradio event is looked at again for up to 1 h
 
 TITLE = "Audio-visual emotion recognition"
+
+# Live tab: webcam + microphone streamed to hf_avemotion.live.LiveStream, one prediction per hop.
+LIVE_WINDOW_S = 4.0  # each prediction looks at the last 4 s (what the default model hears)
+LIVE_HOP_S = 0.5  # ... every 0.5 s
+LIVE_VIDEO_EVERY_S = 0.2  # webcam frames sent every 0.2 s (the window samples 8 frames over 4 s: 2 per second)
+LIVE_AUDIO_EVERY_S = 0.5  # microphone chunks of 0.5 s
+LIVE_MAX_WAIT_S = 1.0  # a window waits up to 1 s for the microphone's chunk (it comes every 0.5 s, plus transport)
+LIVE_TIME_LIMIT_S = 600  # one live session streams at most 10 min (then press record again)
+LIVE_HISTORY = 1200  # hops kept on the timeline (10 min at 0.5 s)
+LIVE_MAX_SESSIONS = 8  # live sessions at once; the oldest is dropped beyond that
 
 
 class SpaceLimits(NamedTuple):
@@ -92,13 +106,19 @@ class SpaceLimits(NamedTuple):
 
 
 def default_model() -> str:
-    """``$AVEMOTION_MODEL``, else this repo's ``runs/demo/model`` if present, else ``DEFAULT_HUB_MODEL``."""
+    """``$AVEMOTION_MODEL``, else the package's default model where ``hf_avemotion`` is installed (assembled from
+    the registry backbones on first use), else ``DEFAULT_HUB_MODEL`` (a Space with only the runtime
+    dependencies: the model's remote code)."""
     env = os.environ.get("AVEMOTION_MODEL")
     if env:
         return env
-    if (LOCAL_MODEL_DIR / "config.json").is_file():
-        return str(LOCAL_MODEL_DIR)
-    return DEFAULT_HUB_MODEL
+    try:
+        from hf_avemotion import DEFAULT_MODEL, pretrained_path
+    except ModuleNotFoundError as err:
+        if err.name != "hf_avemotion":
+            raise
+        return DEFAULT_HUB_MODEL
+    return str(pretrained_path(DEFAULT_MODEL))
 
 
 def load_pipeline(model: str | os.PathLike, allow_pickle: bool = False) -> Callable:
@@ -168,14 +188,14 @@ def probe_duration(path: str) -> float | None:
 
 
 def find_example_clips(data_dir: str | os.PathLike | None = None, limit: int = 4) -> list[str]:
-    """Example clips from ``$AVEMOTION_EXAMPLES_DIR`` or ``../shared/data`` (empty when absent).
-
-    One RAVDESS MP4 and eNTERFACE'05 AVIs of different emotions; referenced by path, never copied.
-    """
+    """Example clips: the video clips bundled in ``demo/examples`` (licences in its NOTICE.md), then from
+    ``data_dir``, ``$AVEMOTION_EXAMPLES_DIR`` or ``../shared/data`` (when present) one RAVDESS MP4 and
+    eNTERFACE'05 AVIs of different emotions, referenced by path, never copied."""
+    picks = sorted(BUNDLED_EXAMPLES_DIR.glob("*.mp4")) if data_dir is None else []
     root = Path(data_dir or os.environ.get("AVEMOTION_EXAMPLES_DIR") or SHARED_DATA_DIR)
     if not root.is_dir():
-        return []
-    picks = sorted(root.glob("ravdess_av/*.mp4"))[:1]
+        return [str(p) for p in picks[:limit]]
+    picks += sorted(root.glob("ravdess_av/*.mp4"))[:1]
     for emotion in ("ha", "an", "di"):
         picks += sorted(root.glob(f"enterface05/s*_{emotion}_1.avi"))[:1]
     return [str(p) for p in picks[:limit]]
@@ -559,6 +579,276 @@ class EmotionSpace:
         return label_value, scores_figure(scores, colours, title), timeline_plot, gallery, attention_plot, status
 
 
+# ---------------------------------------------------------------------------------------------- live
+
+
+def live_stream_class(pipe: Any) -> type | None:
+    """`LiveStream` beside the pipeline's own module (the package's, or the model repo's remote code when it
+    ships ``live.py``), else ``hf_avemotion.live``'s; None when neither exists (the Live tab then says so)."""
+    package = type(pipe).__module__.rpartition(".")[0]
+    for name in ([f"{package}.live"] if package else []) + ["hf_avemotion.live"]:
+        try:
+            return importlib.import_module(name).LiveStream
+        except (ImportError, AttributeError):
+            continue
+    return None
+
+
+class _LiveSession:
+    """One browser's live stream: its `LiveStream`, its clocks and the hops shown so far."""
+
+    def __init__(self, live: Any):
+        import time
+
+        self.live = live
+        self.t0 = time.monotonic()  # the session's clock: frames and chunks are stamped on arrival
+        self.audio_t0: float | None = None  # stream time of the first audio sample
+        self.audio_rate: int | None = None
+        self.audio_samples = 0  # samples received at audio_rate (chunks follow each other)
+        self.history: list[Any] = []  # LivePrediction, oldest first
+        self.last_frame: float | None = None  # when the last webcam frame came
+        self.used = self.t0
+
+    def now(self) -> float:
+        import time
+
+        self.used = time.monotonic()
+        return self.used - self.t0
+
+
+class LiveSpace:
+    """The Live tab's handlers: webcam frames and microphone chunks of each browser session go into that
+    session's `LiveStream`; the webcam's events (every 0.2 s) answer the newest prediction or leave the outputs as
+    they are. Microphone events (gradio sends 0.1 s chunks) only buffer, so they never queue behind the model;
+    they answer only while no webcam frame comes.
+
+    Frames and sound stay in memory: a microphone chunk gradio wrote to its upload folder is read and deleted
+    at once, frames arrive as in-memory images. Old windows are dropped by `LiveStream` itself when the
+    machine is slower than the hop (stale hops are skipped, not queued)."""
+
+    def __init__(self, pipe: Any, labels: Sequence[str] = (), window_s: float = LIVE_WINDOW_S,
+                 hop_s: float = LIVE_HOP_S):
+        self.pipe = pipe
+        self.labels = list(labels)
+        self.window_s, self.hop_s = float(window_s), float(hop_s)
+        self.stream_class = live_stream_class(pipe)
+        self.sessions: dict[str, _LiveSession] = {}
+        self._lock = threading.Lock()
+
+    @property
+    def available(self) -> bool:
+        return self.stream_class is not None
+
+    def _session(self, request: gr.Request | None) -> _LiveSession:
+        key = getattr(request, "session_hash", None) or "default"
+        with self._lock:
+            session = self.sessions.get(key)
+            if session is None:
+                while len(self.sessions) >= LIVE_MAX_SESSIONS:  # forget the least recently used
+                    oldest = min(self.sessions, key=lambda k: self.sessions[k].used)
+                    del self.sessions[oldest]
+                live = self.stream_class(self.pipe, window_s=self.window_s, hop_s=self.hop_s,
+                                         max_wait_s=LIVE_MAX_WAIT_S)
+                live.set_origin(0.0)
+                session = self.sessions[key] = _LiveSession(live)
+            return session
+
+    def forget(self, request: gr.Request | None = None) -> None:
+        """Drop this browser's stream and timeline (a page closed)."""
+        with self._lock:
+            self.sessions.pop(getattr(request, "session_hash", None) or "default", None)
+
+    def reset(self, request: gr.Request | None = None):
+        """The Reset button: a new stream, an empty timeline."""
+        self.forget(request)
+        return None, LIVE_WAITING, live_timeline_html([], self.labels, self.hop_s), None
+
+    def on_frame(self, frame: np.ndarray | None, request: gr.Request | None = None):
+        """A webcam frame uint8 [H,W,3] (RGB) -> the outputs (label, status, timeline, plot) or skips."""
+        if frame is None or not self.available:
+            return self._skip()
+        session = self._session(request)
+        frame = np.asarray(frame)
+        if frame.ndim == 3 and frame.shape[-1] == 4:
+            frame = frame[..., :3]
+        session.last_frame = session.now()
+        session.live.push_video(np.ascontiguousarray(frame, dtype=np.uint8), session.last_frame)
+        return self._answer(session)
+
+    def on_audio(self, chunk: Any, request: gr.Request | None = None):
+        """A microphone chunk (a file gradio wrote, deleted here; or ``(rate, samples)``) -> outputs or skips."""
+        if chunk is None or not self.available:
+            return self._skip()
+        if isinstance(chunk, (str, os.PathLike)):
+            try:
+                rate, samples = read_audio_chunk(chunk)
+            except (OSError, ValueError) as exc:  # a chunk already consumed (gradio re-sends a path), or cut short
+                logger.debug("live: microphone chunk skipped (%s)", exc)
+                return self._skip()
+            finally:
+                _delete_upload(chunk)  # nothing of the sound stays on the server
+                _sweep_chunks(chunk)
+        else:
+            rate, samples = chunk
+        samples = np.asarray(samples)
+        if samples.size == 0:
+            return self._skip()
+        session = self._session(request)
+        now = session.now()
+        length = samples.shape[0] if samples.ndim == 1 or samples.shape[0] > samples.shape[-1] else samples.shape[-1]
+        if session.audio_rate != rate or session.audio_t0 is None \
+                or abs(session.audio_t0 + session.audio_samples / rate - (now - length / rate)) > 1.0:
+            # first chunk, a new rate, or the arrival clock and the sample count disagree by > 1 s: re-anchor
+            session.audio_t0, session.audio_rate, session.audio_samples = now - length / rate, int(rate), 0
+        start = session.audio_t0 + session.audio_samples / rate
+        session.audio_samples += length
+        session.live.push_audio(samples, int(rate), start)
+        if session.last_frame is not None and now - session.last_frame < 1.0:
+            return self._skip()  # the webcam's events answer: the microphone's 0.1 s chunks must not wait for the model
+        return self._answer(session)
+
+    def _skip(self):
+        return gr.skip(), gr.skip(), gr.skip(), gr.skip()
+
+    def _answer(self, session: _LiveSession):
+        try:
+            prediction = session.live.poll(block=False)  # busy with the other stream's event: answer later
+        except Exception:  # a bug: log it, keep streaming
+            logger.exception("live prediction failed")
+            return self._skip()
+        if prediction is None:
+            return self._skip()
+        session.history = (session.history + [prediction])[-LIVE_HISTORY:]
+        label = {s["label"]: float(s["score"]) for s in prediction.scores}
+        return (label, live_status_markdown(prediction, len(session.history), session.live.skipped_total),
+                live_timeline_html(session.history, self.labels, self.hop_s), live_plot_frame(session.history))
+
+
+def read_audio_chunk(path: str | os.PathLike) -> tuple[int, np.ndarray]:
+    """A microphone chunk file -> (rate, float32 mono [N]) with PyAV. OSError/ValueError when unreadable."""
+    import av
+
+    try:
+        with av.open(str(path)) as container:
+            rate, parts = None, []
+            for frame in container.decode(audio=0):
+                if rate is None:
+                    rate = int(frame.sample_rate)
+                    resampler = av.AudioResampler(format="flt", layout="mono", rate=rate)
+                parts += [f.to_ndarray().reshape(-1) for f in resampler.resample(frame)]
+            if rate is None:
+                raise ValueError(f"{Path(path).name}: no audio")
+            parts += [f.to_ndarray().reshape(-1) for f in resampler.resample(None)]
+    except av.error.FFmpegError as exc:
+        raise ValueError(f"{Path(path).name}: {exc}") from None
+    return rate, np.concatenate(parts) if parts else np.zeros(0, np.float32)
+
+
+def _delete_upload(path: str | os.PathLike) -> None:
+    """Delete a file gradio stored in its upload folder (and its content-hash folder once empty)."""
+    from gradio.utils import get_upload_folder
+
+    try:
+        resolved = Path(path).resolve()
+        if resolved.is_relative_to(Path(get_upload_folder()).resolve()):
+            resolved.unlink(missing_ok=True)  # (its folder stays: an identical chunk may be uploading into it)
+    except OSError:
+        pass
+
+
+def _sweep_chunks(chunk: str | os.PathLike, older_than_s: float = 30.0) -> None:
+    """Delete microphone chunks gradio uploaded but never handed to `LiveSpace.on_audio` (it skips chunks while
+    the server lags): files of the same name (``audio.wav``) and a chunk's size (< 1 MB) in its upload folder,
+    older than ``older_than_s``."""
+    import time
+
+    from gradio.utils import get_upload_folder
+
+    name = Path(chunk).name
+    try:
+        root = Path(get_upload_folder()).resolve()
+        if not Path(chunk).resolve().is_relative_to(root):
+            return
+        limit = time.time() - older_than_s
+        for path in root.glob(f"*/{name}"):
+            info = path.stat()
+            if info.st_size < 1_000_000 and info.st_mtime < limit:
+                path.unlink(missing_ok=True)
+    except OSError:
+        pass
+
+
+LIVE_WAITING = "Press **Record** on the camera and the microphone, face the camera and talk."
+FLAG_TEXT = {
+    "no_video": "no camera frames", "no_face": "no face found", "dropped_frames": "camera dropped frames",
+    "no_audio": "no microphone sound yet", "silence": "silence", "audio_gap": "microphone gaps",
+    "skipped_stale": "stale hops dropped",
+}
+
+
+def live_status_markdown(prediction: Any, hops: int, skipped_total: int) -> str:
+    """One line per hop: hop count, window, latency, face/audio facts, dropped stale hops."""
+    parts = [f"**Hop {hops}**", f"window {prediction.start:.1f}–{prediction.end:.1f} s",
+             f"{prediction.latency_ms:.0f} ms"]
+    parts.append(f"face in {prediction.face_ratio:.0%} of frames" if "no_video" not in prediction.flags
+                 else "no video")
+    if prediction.audio_dbfs is not None:
+        parts.append(f"sound {prediction.audio_dbfs:.0f} dBFS")
+    parts.append(f"stale hops dropped: {skipped_total}")
+    line = " · ".join(parts)
+    flags = [FLAG_TEXT.get(f, f) for f in prediction.flags]
+    return line + (f"\n\n⚠ {', '.join(flags)}" if flags else "")
+
+
+GAP_PATTERN = "repeating-linear-gradient(45deg,#ccc 0 3px,#eee 3px 6px)"  # dropped hops on the timeline
+
+
+def live_timeline_html(history: Sequence[Any], labels: Sequence[str], hop_s: float) -> str:
+    """The running timeline: one coloured block per hop (the newest ``hop_s`` of its window), grey gaps where
+    stale hops were dropped; the label is written on each run of equal labels."""
+    if not history:
+        return '<div id="live-timeline-empty" style="color:#888">The timeline grows here, one block per hop.</div>'
+    from html import escape
+
+    from matplotlib.colors import to_hex
+
+    colours = {k: to_hex(v) for k, v in label_colours(list(labels) or sorted({p.label for p in history})).items()}
+    blocks, previous = [], None
+    for p in history:
+        if p.skipped:
+            blocks.append(f'<div class="live-gap" title="{p.skipped} stale hop(s) dropped" style="flex:0 0 '
+                          f'{6 * p.skipped}px;background:{GAP_PATTERN}"></div>')
+        text = escape(p.label) if p.label != previous else ""
+        previous = p.label
+        flags = f" ({', '.join(p.flags)})" if p.flags else ""
+        title = escape(f"{p.start:.1f}–{p.end:.1f} s: {p.label} {p.score:.0%}{flags}")
+        blocks.append(f'<div class="live-seg" data-label="{escape(p.label)}" title="{title}" style="flex:0 0 24px;'
+                      f'background:{colours.get(p.label, "#999")};opacity:{0.45 + 0.55 * float(p.score):.2f};'
+                      f'font-size:11px;overflow:visible;white-space:nowrap;color:#000;padding-top:8px">{text}</div>')
+    end = history[-1].end
+    return (f'<div id="live-timeline-strip" style="display:flex;gap:1px;height:38px;overflow-x:auto;'
+            f'flex-direction:row">{"".join(blocks)}</div>'
+            f'<div style="color:#666;font-size:12px">{len(history)} hops, {end:.1f} s of stream; '
+            f'one block = {hop_s:g} s</div>')
+
+
+def live_plot_frame(history: Sequence[Any]):
+    """Every class's probability per hop (x: window end, s) for the growing line plot."""
+    import pandas as pd
+
+    rows = [{"time (s)": round(p.end, 2), "probability": float(s["score"]), "emotion": s["label"]}
+            for p in history for s in p.scores]
+    return pd.DataFrame(rows, columns=["time (s)", "probability", "emotion"])
+
+
+LIVE_DESCRIPTION = """\
+Turn on the webcam and the microphone: every {hop:g} s the model answers for the last {window:g} s of face and
+voice, and the timeline below grows. Frames and sound are analysed in memory on this server and never stored.
+When this machine is slower than one answer every {hop:g} s, **stale segments are dropped instead of queued**:
+the page stays current, the timeline shows the dropped hops as grey hatched gaps and the status line counts them.
+"""
+
+
 # ---------------------------------------------------------------------------------------------- layout
 
 DESCRIPTION = """\
@@ -596,6 +886,7 @@ def build_app(
     if pipe is None:
         pipe = load_pipeline(model_dir or default_model(), allow_pickle=allow_pickle)
     space = EmotionSpace(pipe, limits)
+    live = LiveSpace(pipe, space.labels)
     example_paths = find_example_clips() if examples is None else [str(p) for p in examples]
     top_k = min(len(space.labels), 3) if space.labels else 3
 
@@ -605,53 +896,86 @@ def build_app(
         gr.Markdown(DESCRIPTION.format(
             max_mb=_fmt_limit(limits.max_file_mb), clip=_fmt_limit(limits.max_clip_s),
             tl=_fmt_limit(limits.max_timeline_s, 60)))
-        with gr.Row(equal_height=False):
-            with gr.Column(scale=5):
-                video = gr.Video(
-                    label="Video (upload or webcam, with sound)",
-                    sources=["upload", "webcam"],
-                    include_audio=True,
-                    height=320,
-                    elem_id="input-video",
-                )
-                with gr.Row():
-                    timeline = gr.Checkbox(label="Timeline (long videos: one prediction per window)", value=False,
-                                           elem_id="timeline-toggle", scale=3)
-                    window = gr.Slider(2.0, 10.0, value=DEFAULT_WINDOW_S, step=0.5, label="Window (s)", scale=2,
-                                       elem_id="window-slider")
-                with gr.Row():
-                    clear = gr.ClearButton(value="Clear")
-                    submit = gr.Button("Analyse", variant="primary", elem_id="analyse-button")
-                if example_paths:
-                    ex = gr.Examples(
-                        examples=[[p, False] for p in example_paths],
-                        inputs=[video, timeline],
-                        label="Example clips (RAVDESS, eNTERFACE'05)",
-                        cache_examples=False,
-                        example_labels=[Path(p).name for p in example_paths],
+        with gr.Tab("Upload", id="upload-tab"):
+            with gr.Row(equal_height=False):
+                with gr.Column(scale=5):
+                    video = gr.Video(
+                        label="Video (upload or webcam, with sound)",
+                        sources=["upload", "webcam"],
+                        include_audio=True,
+                        height=320,
+                        elem_id="input-video",
                     )
-                    space.protect(example_paths)
-                    space.protect(_paths_in(getattr(ex, "non_none_processed_examples", {})))
-                face_crops = gr.Gallery(label="Face crops the model used", columns=8, height=190,
-                                        object_fit="contain", elem_id="face-crops")
-            with gr.Column(scale=5):
-                status = gr.Markdown("Upload a clip and press **Analyse**.", elem_id="status-line")
-                label = gr.Label(label="Emotion", num_top_classes=top_k, elem_id="emotion-label")
-                scores_plot = gr.Plot(label="All emotions", show_label=False, format="png", elem_id="scores-plot")
-                attention_plot = gr.Plot(label="Cross-modal attention (audio → frames)", show_label=False,
-                                         format="png", elem_id="attention-plot")
-        timeline_plot = gr.Plot(label="Timeline", show_label=False, format="png", elem_id="timeline-plot")
+                    with gr.Row():
+                        timeline = gr.Checkbox(label="Timeline (long videos: one prediction per window)", value=False,
+                                               elem_id="timeline-toggle", scale=3)
+                        window = gr.Slider(2.0, 10.0, value=DEFAULT_WINDOW_S, step=0.5, label="Window (s)", scale=2,
+                                           elem_id="window-slider")
+                    with gr.Row():
+                        clear = gr.ClearButton(value="Clear")
+                        submit = gr.Button("Analyse", variant="primary", elem_id="analyse-button")
+                    if example_paths:
+                        ex = gr.Examples(
+                            examples=[[p, False] for p in example_paths],
+                            inputs=[video, timeline],
+                            label="Example clips (RAVDESS, eNTERFACE'05)",
+                            cache_examples=False,
+                            example_labels=[Path(p).name for p in example_paths],
+                        )
+                        space.protect(example_paths)
+                        space.protect(_paths_in(getattr(ex, "non_none_processed_examples", {})))
+                    face_crops = gr.Gallery(label="Face crops the model used", columns=8, height=190,
+                                            object_fit="contain", elem_id="face-crops")
+                with gr.Column(scale=5):
+                    status = gr.Markdown("Upload a clip and press **Analyse**.", elem_id="status-line")
+                    label = gr.Label(label="Emotion", num_top_classes=top_k, elem_id="emotion-label")
+                    scores_plot = gr.Plot(label="All emotions", show_label=False, format="png", elem_id="scores-plot")
+                    attention_plot = gr.Plot(label="Cross-modal attention (audio → frames)", show_label=False,
+                                             format="png", elem_id="attention-plot")
+            timeline_plot = gr.Plot(label="Timeline", show_label=False, format="png", elem_id="timeline-plot")
 
-        outputs = [label, scores_plot, timeline_plot, face_crops, attention_plot, status]
-        clear.add([video, *outputs])
-        submit.click(space.predict, inputs=[video, timeline, window], outputs=outputs, api_name="predict")
+            outputs = [label, scores_plot, timeline_plot, face_crops, attention_plot, status]
+            clear.add([video, *outputs])
+            submit.click(space.predict, inputs=[video, timeline, window], outputs=outputs, api_name="predict")
+        with gr.Tab("Live", id="live-tab", elem_id="live-tab"):
+            _live_tab(live)
+        demo.unload(live.forget)
 
     demo.queue(default_concurrency_limit=CONCURRENCY, max_size=QUEUE_SIZE)
     space.blocks = demo  # its queue tells which uploads waiting requests still need
     demo.space = space  # the prediction function, for tests and scripts
+    demo.live = live
     demo.limits = limits
     demo.example_paths = example_paths
     return demo
+
+
+def _live_tab(live: LiveSpace) -> None:
+    """The Live tab: webcam + microphone streaming in, the current emotion, a status line, a growing timeline."""
+    gr.Markdown(LIVE_DESCRIPTION.format(hop=live.hop_s, window=live.window_s))
+    if not live.available:
+        gr.Markdown("Live mode needs the `hf_avemotion` package (its `live` module) beside this app.")
+        return
+    top_k = min(len(live.labels), 3) if live.labels else 3
+    with gr.Row(equal_height=False):
+        with gr.Column(scale=4):
+            webcam = gr.Image(label="Webcam", sources=["webcam"], streaming=True, type="numpy", height=300,
+                              elem_id="live-webcam")
+            mic = gr.Audio(label="Microphone", sources=["microphone"], streaming=True, type="filepath",
+                           elem_id="live-mic")
+            reset = gr.Button("Reset timeline", elem_id="live-reset")
+        with gr.Column(scale=5):
+            status = gr.Markdown(LIVE_WAITING, elem_id="live-status")
+            label = gr.Label(label="Emotion now", num_top_classes=top_k, elem_id="live-label")
+    timeline = gr.HTML(live_timeline_html([], live.labels, live.hop_s), elem_id="live-timeline")
+    plot = gr.LinePlot(x="time (s)", y="probability", color="emotion", y_lim=[0, 1], height=260,
+                       label="Probabilities over time", elem_id="live-plot")
+    outputs = [label, status, timeline, plot]
+    common = dict(outputs=outputs, time_limit=LIVE_TIME_LIMIT_S, concurrency_limit=2 * LIVE_MAX_SESSIONS,
+                  concurrency_id="live", show_progress="hidden", api_visibility="private")
+    webcam.stream(live.on_frame, inputs=[webcam], stream_every=LIVE_VIDEO_EVERY_S, **common)
+    mic.stream(live.on_audio, inputs=[mic], stream_every=LIVE_AUDIO_EVERY_S, **common)
+    reset.click(live.reset, outputs=[label, status, timeline, plot], api_visibility="private")
 
 
 def _paths_in(value: Any) -> list[str]:
@@ -688,7 +1012,7 @@ def launch_app(demo: gr.Blocks, host: str | None = None, port: int | None = None
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Run the hf_avemotion Gradio app.")
     parser.add_argument("--model", default=None, help="model folder or Hub id (default: $AVEMOTION_MODEL, "
-                        f"runs/demo/model, {DEFAULT_HUB_MODEL})")
+                        f"the package's default model, {DEFAULT_HUB_MODEL})")
     parser.add_argument("--host", default=None, help="address to bind (default: $GRADIO_SERVER_NAME or 127.0.0.1)")
     parser.add_argument("--port", type=int, default=None,
                         help="port (default: $PORT, $GRADIO_SERVER_PORT, or the first free one from 7860)")

@@ -29,10 +29,15 @@ AutoModelForVideoClassification.register(AVEmotionConfig, AVEmotionForAudioVisua
 AutoConfig.register(AVEmotionSpeechConfig.model_type, AVEmotionSpeechConfig, exist_ok=True)
 AutoModelForAudioClassification.register(AVEmotionSpeechConfig, AVEmotionForSpeechClassification, exist_ok=True)
 register_processor()  # AutoProcessor.from_pretrained(folder) -> AVEmotionProcessor
-from . import pipeline_avemotion  # noqa: E402,F401  registers the "audio-visual-emotion-recognition" pipeline
+from . import pipeline_avemotion  # noqa: E402
+from .backbones import DEFAULT_MODEL, DefaultPipelineModel  # noqa: E402
+
+# pipeline("audio-visual-emotion-recognition") with no model: the shipped default, assembled on first use
+pipeline_avemotion.register_pipeline(default=DefaultPipelineModel())
 
 __all__ = [
     "pretrained_path",
+    "DEFAULT_MODEL",
     "AVEmotionProcessor",
     "Clip",
     "MediaError",

@@ -430,7 +430,32 @@ TRAINED_MODELS: dict[str, TrainedModel] = {
     "face": TrainedModel("face", "AutoModelForImageClassification", {"dinov2-small": ("", "dinov2.")},
                          "facial-expression classifier: DINOv2-small with blocks 9-12, final norm and head "
                          "fine-tuned on FER+ (112 px faces, 8 package labels, calm never predicted)"),
+    # the package default: the face model's encoder and the speech model's encoder under one fusion head; the head
+    # file also holds both unimodal heads (see hf_avemotion/av_training.py)
+    "audio-visual": TrainedModel("audio-visual", "AutoModel",
+                                 {"face": ("dinov2.", "avemotion.vision_encoder."),
+                                  "speech": ("encoder.", "avemotion.audio_encoder.")},
+                                 "audio-visual emotion model (package default): face model + speech model, "
+                                 "fused (see its model card)"),
 }
+
+
+#: The package default (``pipeline("audio-visual-emotion-recognition")`` with no model, the CLI, the Space).
+DEFAULT_MODEL = "audio-visual"
+
+
+class DefaultPipelineModel(dict):
+    """transformers' task-default entry for the pipeline, resolved only when a pipeline is made without a model:
+    then ``["model"]`` assembles the shipped default (`pretrained_path(DEFAULT_MODEL)`, seconds the first time)
+    and gives ``(folder, None)``. Importing the package stays free of that work."""
+
+    def __init__(self):
+        super().__init__(model=None)
+
+    def __getitem__(self, key):
+        if key == "model":
+            return str(pretrained_path(DEFAULT_MODEL)), None
+        return super().__getitem__(key)
 
 
 def save_trained_head(model, folder, frozen_prefixes, *, extra_files: dict[str, str] | None = None) -> Path:
@@ -468,8 +493,11 @@ def _assemble(spec: TrainedModel, out: Path) -> dict:
         # loaded through the backbone's own class, not read from its file: transformers 5 renames some keys on
         # load (DINOv2's attention.attention.query -> attention.q_proj) and back on save
         folder = pretrained_path(backbone)
-        architecture = transformers.AutoConfig.from_pretrained(folder).architectures[0]
-        weights = getattr(transformers, architecture).from_pretrained(folder).state_dict()
+        if backbone in TRAINED_MODELS:  # a model of ours (its class is registered with its Auto class)
+            model_class = getattr(transformers, TRAINED_MODELS[backbone].auto_class)
+        else:
+            model_class = getattr(transformers, transformers.AutoConfig.from_pretrained(folder).architectures[0])
+        weights = model_class.from_pretrained(folder).state_dict()
         state.update({target + k[len(source):]: v for k, v in weights.items() if k.startswith(source)})
     head = load_file(str(spec.shipped / HEAD_FILE))
     state.update({k: v.float() for k, v in head.items()})
@@ -498,15 +526,20 @@ def list_pretrained() -> list[dict]:
         if (trained.shipped / HEAD_FILE).is_file():
             folder = _trained_folder(trained)
             rows.append({"name": name, "hub_id": "(trained here)",
-                         "packages": [f"{b} + hf_avemotion/pretrained/{name}" for b in trained.backbone_keys],
+                         "packages": [" + ".join([*trained.backbone_keys, f"hf_avemotion/pretrained/{name}"])],
                          "ready": (folder / _DONE_MARKER).is_file(), "path": str(folder),
                          "description": trained.description})
     return rows
 
 
 def _trained_folder(spec: TrainedModel) -> Path:
-    """Cache folder of an assembled model, named by the hash of its shipped head (a new head: a new folder)."""
-    return cache_dir() / f"{spec.name}-{file_sha256(spec.shipped / HEAD_FILE)[:12]}"
+    """Cache folder of an assembled model, named by the hash of every file shipped for it and for the trained
+    models it is built on (a new head, config or model card anywhere: a new folder)."""
+    folders = [spec.shipped] + [TRAINED_MODELS[b].shipped for b in spec.backbone_keys if b in TRAINED_MODELS]
+    digest = hashlib.sha256()
+    for path in sorted(p for folder in folders for p in folder.iterdir() if p.is_file()):
+        digest.update(f"{path.parent.name}/{path.name}:{file_sha256(path)}\n".encode())
+    return cache_dir() / f"{spec.name}-{digest.hexdigest()[:12]}"
 
 
 def _build_folder(folder: Path, write: Callable[[Path], dict]) -> None:

@@ -1,17 +1,19 @@
 """Command-line interface: ``avemotion COMMAND ...`` (``python -m hf_avemotion.cli`` works too).
 
 Commands:
-    predict FILE... --model DIR [--json] [--timeline] [--window-s S] [--hop-s S] [--top-k K] [--device D]
+    predict FILE... [--model DIR] [--json] [--timeline] [--window-s S] [--hop-s S] [--top-k K] [--device D]
             [--allow-pickle]
-    push --model DIR --repo-id NAME [--private] [--dry-run OUT_DIR]
-    app --model DIR [--port N] [--allow-pickle]
+    push [--model DIR] --repo-id NAME [--private] [--dry-run OUT_DIR]
+    app [--model DIR] [--port N] [--allow-pickle]
+    live (--file FILE [--speed X] | --camera N [--mic DEVICE]) [--model DIR] [--window-s S] [--hop-s S] [--json]
     train ARGS... | cv ARGS... [--folds a,b] | ablation ARGS... --fusion-types a,b,c [--folds a,b]
     evaluate --model DIR --dataset DIR --fold NAME
     prepare CORPUS SOURCE OUT [--num-proc P] [--max-items N] [--num-frames N] [--image-size S]
             (CORPUS: ravdess, tess, emodb, fer, ckplus, av, ravdess-av, crema-d, folder)
     corpora [ROOT] [--json]
     synthetic OUT [--num-actors N] [--seed S]
-    demo [--output-dir runs/demo]
+    demo
+    av-train [--out runs/av] [--epochs N] [--ship-to DIR] [--ship-fusion cross_attention|late] [--ship-saved]
     synthetic-demo [--output-dir runs/demo] [--seed S | --seeds N|a,b,c] [--threads T] [--fusion-types a,b]
 
 Model folders load from safetensors only; ``--allow-pickle`` opts in to pickle weights (``pytorch_model.bin``),
@@ -35,7 +37,7 @@ from pathlib import Path
 EXIT_OK, EXIT_USAGE = 0, 2
 ALLOW_PICKLE_HELP = ("accept a model folder whose weights are only a pickle (pytorch_model.bin); unpickling can run "
                      "code, so only for sources you trust (read with torch.load(weights_only=True))")
-PASSTHROUGH = ("train", "cv", "ablation")  # their remaining arguments go to training.parse_training_args
+PASSTHROUGH = ("train", "cv", "ablation", "av-train")  # their remaining arguments go to their own parsers
 # `prepare` corpora (hf_avemotion.corpora); the audio-visual ones take --num-frames / --image-size.
 CORPORA = ("ravdess", "tess", "emodb", "fer", "ckplus", "av", "ravdess-av", "crema-d")
 AV_CORPORA = ("av", "ravdess-av", "crema-d", "folder")
@@ -105,7 +107,8 @@ def build_parser() -> _Parser:
 
     p = add("predict", "predict the emotions in audio/video files")
     p.add_argument("files", nargs="+", metavar="FILE")
-    p.add_argument("--model", required=True, metavar="DIR", help="model folder (saved model + processor)")
+    p.add_argument("--model", default=None, metavar="DIR",
+                   help="model folder (saved model + processor; default: the package's default model)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.add_argument("--timeline", action="store_true", help="also classify window by window")
     p.add_argument("--window-s", type=_positive_float, default=4.0, metavar="S", help="timeline window (s)")
@@ -116,15 +119,17 @@ def build_parser() -> _Parser:
     p.add_argument("--allow-pickle", action="store_true", help=ALLOW_PICKLE_HELP)
 
     p = add("push", "upload a model folder to the Hugging Face Hub (or stage it with --dry-run)")
-    p.add_argument("--model", required=True, metavar="DIR")
+    p.add_argument("--model", default=None, metavar="DIR", help="model folder (default: the package's default model)")
     p.add_argument("--repo-id", required=True, metavar="NAME")
     p.add_argument("--private", action="store_true")
     p.add_argument("--dry-run", metavar="OUT_DIR", default=None, help="write the folder that would be uploaded")
 
     p = add("app", "start the Gradio demo on 127.0.0.1")
-    p.add_argument("--model", required=True, metavar="DIR")
+    p.add_argument("--model", default=None, metavar="DIR", help="model folder (default: the package's default model)")
     p.add_argument("--port", type=_positive_int, default=7860)
     p.add_argument("--allow-pickle", action="store_true", help=ALLOW_PICKLE_HELP)
+
+    _add_live_parser(add)
 
     add("train", "train a model: --config FILE.yaml [--field value ...]", add_help=False)
     p = add("cv", "cross-validate over the folds of a prepared dataset (training arguments as for train)",
@@ -159,8 +164,10 @@ def build_parser() -> _Parser:
     p.add_argument("--num-actors", type=_positive_int, default=12)
     p.add_argument("--seed", type=int, default=0)
 
-    p = add("demo", "run the built-in demo job (synthetic benchmark, train, evaluate)")
-    p.add_argument("--output-dir", default="runs/demo")
+    add("demo", "the default model on the bundled example clips and on every real item in ../shared")
+
+    add("av-train", "train the default audio-visual model's fusion on cross-corpus pairs and evaluate it "
+                    "(python -m hf_avemotion.av_training --help)", add_help=False)
 
     p = add("synthetic-demo", "the demo on the synthetic benchmark; with --seeds, its spread over training seeds")
     p.add_argument("--output-dir", default="runs/demo")
@@ -187,6 +194,29 @@ def _add_speech_parser(add) -> None:
                    help="with 'ship': write the shipped head here (the repo's is hf_avemotion/pretrained/speech)")
     p.add_argument("--epochs", type=_positive_int, default=None)
     p.add_argument("--folds", default=None, help="comma list of RAVDESS folds (default: all 5)")
+
+
+def _add_live_parser(add) -> None:
+    p = add("live", "live emotion recognition on a camera, or a file played back: one line per hop")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--file", metavar="FILE", help="play this audio/video file back as if it were live")
+    source.add_argument("--camera", type=int, metavar="N", help="camera device number (/dev/videoN)")
+    p.add_argument("--mic", default=None, metavar="DEVICE",
+                   help="with --camera: microphone as an FFmpeg input, e.g. pulse:default or alsa:hw:0 "
+                        "(default: video only)")
+    p.add_argument("--speed", type=float, default=1.0, metavar="X",
+                   help="with --file: playback speed (1 = real time, 0 = as fast as the model answers)")
+    p.add_argument("--model", default=None, metavar="DIR",
+                   help="model folder (default: the package's default model)")
+    p.add_argument("--window-s", type=_positive_float, default=4.0, metavar="S",
+                   help="window length (s; default 4, what the default model hears)")
+    p.add_argument("--hop-s", type=_positive_float, default=0.5, metavar="S", help="one prediction every S s")
+    p.add_argument("--seconds", type=_positive_float, default=None, metavar="S",
+                   help="stop after S seconds of stream (default: the end of the file; a camera runs until Ctrl-C)")
+    p.add_argument("--json", action="store_true", help="one JSON object per line instead of text")
+    p.add_argument("--threads", type=_positive_int, default=None, metavar="T", help="torch threads")
+    p.add_argument("--device", default=None, help="torch device, e.g. cpu or cuda:0")
+    p.add_argument("--allow-pickle", action="store_true", help=ALLOW_PICKLE_HELP)
 
 
 def _add_models_parser(add) -> None:
@@ -240,13 +270,22 @@ def _json_default(obj):
 # --------------------------------------------------------------------------------------- predict
 
 
+def model_or_default(model: str | None) -> str:
+    """``--model`` as given, else the package's default model folder (assembled on first use)."""
+    if model is not None:
+        return model
+    from .backbones import DEFAULT_MODEL, pretrained_path
+
+    return str(pretrained_path(DEFAULT_MODEL, log=lambda message: print(message, file=sys.stderr)))
+
+
 def cmd_predict(args, rest) -> int:
     _quiet_transformers()
     from .pipeline_avemotion import load_pipeline
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        pipe = load_pipeline(args.model, device=args.device, allow_pickle=args.allow_pickle)
+        pipe = load_pipeline(model_or_default(args.model), device=args.device, allow_pickle=args.allow_pickle)
     options = dict(return_metadata=True, top_k=args.top_k, timeline=args.timeline, batch_size=args.batch_size)
     if args.timeline:
         options.update(window_s=args.window_s, hop_s=args.hop_s)
@@ -295,6 +334,7 @@ def cmd_push(args, rest) -> int:
     _quiet_transformers()
     from .sharing import push_to_hub, stage_model_folder
 
+    args.model = model_or_default(args.model)
     if args.dry_run:
         out = stage_model_folder(args.model, args.dry_run, model_name=args.repo_id.split("/")[-1])
         files = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
@@ -322,7 +362,7 @@ def _load_demo_app():
 
 
 def cmd_app(args, rest) -> int:
-    model = Path(args.model)
+    model = Path(model_or_default(args.model))
     if not (model / "config.json").is_file():
         raise ValueError(f"{model} is not a model folder (no config.json)")
     try:
@@ -334,6 +374,77 @@ def cmd_app(args, rest) -> int:
         app_module.launch_app(demo, host="127.0.0.1", port=args.port)
     else:
         demo.launch(server_name="127.0.0.1", server_port=args.port)
+    return EXIT_OK
+
+
+# --------------------------------------------------------------------------------------- live
+
+
+def cmd_live(args, rest) -> int:
+    """Stream a file (at ``--speed``) or a camera through `LiveStream`; print one line per hop as it comes."""
+    _quiet_transformers()
+    from .live import LiveStream, play_camera, play_file
+
+    if args.speed < 0 or args.speed != args.speed or args.speed == float("inf"):
+        raise UsageError(f"avemotion live: --speed must be a number >= 0, got {args.speed}")
+    if args.file is not None and args.mic:
+        raise UsageError("avemotion live: --mic goes with --camera (a file plays its own sound)")
+    if args.file is not None and not Path(args.file).exists():
+        raise FileNotFoundError(f"{args.file}: no such file")
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    items = None if args.file is not None else play_camera(args.camera, mic=args.mic)  # a bad device fails first
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if args.model is None:  # the package's default model
+            from transformers import pipeline
+
+            from .pipeline_avemotion import TASK
+
+            pipe = pipeline(TASK, device=args.device)
+        else:
+            from .pipeline_avemotion import load_pipeline
+
+            pipe = load_pipeline(args.model, device=args.device, allow_pickle=args.allow_pickle)
+    live = LiveStream(pipe, window_s=args.window_s, hop_s=args.hop_s)
+    if args.file is not None:
+        live.set_origin(0.0)
+        items = play_file(args.file, speed=args.speed)
+        what = f"{args.file} at {'full' if args.speed == 0 else f'{args.speed:g}x'} speed"
+    else:
+        what = f"camera {args.camera}" + (f" + {args.mic}" if args.mic else " (no microphone)")
+    if not args.json:
+        print(f"live: {what}; {args.window_s:g} s windows every {args.hop_s:g} s (Ctrl-C stops)", flush=True)
+
+    def show(prediction) -> None:
+        if args.json:
+            print(json.dumps(prediction.to_dict(), default=_json_default), flush=True)
+        else:
+            print(prediction.format_line(), flush=True)
+
+    count = 0
+    try:
+        for batch in items:  # everything that arrived while the model was busy, then one prediction
+            batch = [item for item in batch if args.seconds is None or item[-1] <= args.seconds]
+            if not batch:
+                break
+            for item in batch:
+                live.push(item)
+            prediction = live.poll()
+            if prediction is not None:
+                show(prediction)
+                count += 1
+    finally:
+        close = getattr(items, "close", None)
+        if close is not None:
+            close()
+    for prediction in live.finish():
+        show(prediction)
+        count += 1
+    if not args.json:
+        print(f"live: {count} predictions, {live.skipped_total} stale hops dropped", flush=True)
     return EXIT_OK
 
 
@@ -441,10 +552,15 @@ def cmd_synthetic(args, rest) -> int:
 
 
 def cmd_demo(args, rest) -> int:
-    from .demo_job import run_demo
+    from .default_demo import main
 
-    run_demo(args.output_dir)  # prints its own summary table
-    return EXIT_OK
+    return main()
+
+
+def cmd_av_train(args, rest) -> int:
+    from .av_training import main
+
+    return main(rest)
 
 
 def cmd_synthetic_demo(args, rest) -> int:
@@ -464,10 +580,11 @@ def cmd_synthetic_demo(args, rest) -> int:
 
 def cmd_models(args, rest) -> int:
     """Table (or JSON) of the named pretrained models; ``--prepare`` fetches and converts them first."""
-    from .backbones import BACKBONES, RegistryError, list_pretrained, pretrained_path
+    from .backbones import RegistryError, list_pretrained, pretrained_path
 
     if args.prepare is not None:
-        for name in args.prepare or list(BACKBONES):
+        # default: every backbone, then every model trained here (assembled from them)
+        for name in args.prepare or [row["name"] for row in list_pretrained()]:
             try:
                 pretrained_path(name, log=lambda message: print(message, file=sys.stderr))
             except RegistryError as err:
@@ -508,10 +625,10 @@ def cmd_speech(args, rest) -> int:
 COMMANDS = {
     "speech": cmd_speech,
     "models": cmd_models,
-    "predict": cmd_predict, "push": cmd_push, "app": cmd_app, "train": cmd_train, "cv": cmd_cv,
+    "predict": cmd_predict, "push": cmd_push, "app": cmd_app, "live": cmd_live, "train": cmd_train, "cv": cmd_cv,
     "ablation": cmd_ablation, "evaluate": cmd_evaluate, "prepare": cmd_prepare, "synthetic": cmd_synthetic,
     "corpora": cmd_corpora,
-    "demo": cmd_demo, "synthetic-demo": cmd_synthetic_demo,
+    "demo": cmd_demo, "synthetic-demo": cmd_synthetic_demo, "av-train": cmd_av_train,
 }
 
 

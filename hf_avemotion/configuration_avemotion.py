@@ -56,6 +56,19 @@ class AVEmotionConfig(PreTrainedConfig):
     late_fusion_aux_weight (`float`, *optional*, defaults to 0.5):
         Late fusion only: weight of the per-modality losses added to the fused loss, so that both heads learn
         even when the learned fusion weights favour one of them.
+    modality_heads (`bool`, *optional*, defaults to False):
+        Carry the unimodal models' own classifiers (the face model's linear head on each frame's `cls_mean`
+        embedding; the speech model's time pooling, attentive statistics pooling and 2-layer classifier on the
+        weighted Whisper states). Their scores are returned as `video_logits` / `audio_logits` (per-modality
+        evidence), and with `fusion_type="late"` they are what is fused: a weighted average of the two
+        modalities' probabilities (no head on the fusion width is built).
+    speech_time_pooling (`int`, *optional*, defaults to 8), speech_pooling_hidden_size (`int`, *optional*,
+        defaults to 128), speech_classifier_hidden_size (`int`, *optional*, defaults to 256):
+        Shape of the speech head when `modality_heads` (as in [`AVEmotionSpeechConfig`]).
+    video_merged_labels (`dict[str, str]`, *optional*):
+        Labels the face cannot tell apart, as `{label: stands_for}`: e.g. `{"calm": "neutral"}` (FER has no
+        calm; a calm face looks neutral). In late fusion the face's probability of `stands_for` is shared
+        between the two in the proportion the voice gives them (without audio all of it stays on `stands_for`).
 
     The label maps default to the 8 RAVDESS emotions. `problem_type="regression"` with `num_labels` targets
     (e.g. valence and arousal) trains with a concordance-correlation (CCC) loss.
@@ -89,6 +102,11 @@ class AVEmotionConfig(PreTrainedConfig):
     class_weights: list[float] | None = None
     label_smoothing: float = 0.0
     late_fusion_aux_weight: float = 0.5
+    modality_heads: bool = False
+    speech_time_pooling: int = 8
+    speech_pooling_hidden_size: int = 128
+    speech_classifier_hidden_size: int = 256
+    video_merged_labels: dict[str, str] | None = None
 
     def __post_init__(self, **kwargs):
         if self.id2label is None and kwargs.get("num_labels") is None and self.problem_type != "regression":
@@ -134,6 +152,12 @@ class AVEmotionConfig(PreTrainedConfig):
             fail("audio_layer_pooling", f"must be one of {', '.join(AUDIO_LAYER_POOLING)}")
         if self.audio_layer_pooling == "weighted" and self.audio_config.model_type != "whisper":
             fail("audio_layer_pooling", "'weighted' needs a Whisper audio encoder")
+        if self.modality_heads and (self.audio_config.model_type != "whisper" or self.fusion_type in
+                                    ("audio_only", "video_only")):
+            fail("modality_heads", "needs a Whisper audio encoder and both modalities")
+        for label, stands_for in (self.video_merged_labels or {}).items():
+            if label not in self.label2id or stands_for not in self.label2id:
+                fail("video_merged_labels", f"{label!r} and {stands_for!r} must both be labels of the model")
 
     @property
     def uses_video(self) -> bool:

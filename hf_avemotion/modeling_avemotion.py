@@ -44,6 +44,9 @@ class AVEmotionModelOutput(ModelOutput):
         video_to_audio_attentions (`tuple[torch.FloatTensor]`, *optional*): one `(B, H, 1+T, 1+N)` tensor per layer.
         video_mask (`torch.BoolTensor` of shape `(B, T)`, *optional*) and audio_mask (`torch.BoolTensor` of shape
             `(B,)`, *optional*): the masks actually used (after modality dropout).
+        frame_embeds (`torch.FloatTensor` of shape `(B, T, Dv)`, *optional*), audio_states (`torch.FloatTensor` of
+            shape `(B, N, Da)`, *optional*) and audio_frame_mask (`torch.BoolTensor` of shape `(B, F)`, *optional*):
+            the encoders' outputs and the spectrogram-frame mask in use (for the unimodal heads).
     """
 
     pooled_output: torch.FloatTensor | None = None
@@ -55,6 +58,9 @@ class AVEmotionModelOutput(ModelOutput):
     video_to_audio_attentions: tuple[torch.FloatTensor, ...] | None = None
     video_mask: torch.BoolTensor | None = None
     audio_mask: torch.BoolTensor | None = None
+    frame_embeds: torch.FloatTensor | None = None
+    audio_states: torch.FloatTensor | None = None
+    audio_frame_mask: torch.BoolTensor | None = None
 
 
 @dataclass
@@ -64,7 +70,7 @@ class AVEmotionClassifierOutput(ModelOutput):
         loss (`torch.FloatTensor` of shape `()`, *optional*): returned when `labels` are given.
         logits (`torch.FloatTensor` of shape `(B, num_labels)`): fused class scores (or regression outputs).
         audio_logits / video_logits (`torch.FloatTensor` of shape `(B, num_labels)`, *optional*): per-modality
-            scores, for late fusion.
+            scores: late fusion's heads, or with `config.modality_heads` the unimodal models' log-probabilities.
         fusion_weights (`torch.FloatTensor` of shape `(B, 2)`, *optional*): late fusion's (audio, video) weights.
         Remaining fields as in [`AVEmotionModelOutput`].
     """
@@ -513,6 +519,7 @@ class AVEmotionModel(AVEmotionPreTrainedModel):
             audio_to_video_attentions=a2v if output_attentions and a2v else None,
             video_to_audio_attentions=v2a if output_attentions and v2a else None,
             video_mask=video_mask, audio_mask=frame_mask.any(-1) if frame_mask is not None else None,
+            frame_embeds=frame_embeds, audio_states=audio_states, audio_frame_mask=frame_mask,
         )
 
     def _joint_stream(self, video, video_token_mask, audio_by_time, frame_mask):
@@ -537,16 +544,26 @@ def concordance_correlation(predictions: torch.Tensor, targets: torch.Tensor) ->
 
 class AVEmotionForAudioVisualClassification(AVEmotionPreTrainedModel):
     """[`AVEmotionModel`] + a classification (or regression) head. `late` fusion has one head per modality and
-    averages their logits with learned weights."""
+    averages their logits with learned weights. With `config.modality_heads` the model also carries the unimodal
+    models' own heads (a face classifier per frame, a speech head over time; see [`AVEmotionConfig`])."""
 
     def __init__(self, config: AVEmotionConfig):
         super().__init__(config)
         self.avemotion = AVEmotionModel(config)
         size = config.fusion_hidden_size
         self.fusion_logit_weights = None
+        if config.modality_heads:  # the same layers, and state-dict layout, as the face and speech models' heads
+            audio_size = config.audio_config.d_model
+            self.face_classifier = nn.Linear(config.frame_embedding_size, config.num_labels)
+            self.speech_pooling = AttentiveStatisticsPooling(audio_size, config.speech_pooling_hidden_size)
+            self.speech_classifier = nn.Sequential(
+                nn.LayerNorm(2 * audio_size), nn.Dropout(config.fusion_dropout),
+                nn.Linear(2 * audio_size, config.speech_classifier_hidden_size), nn.GELU(),
+                nn.Dropout(config.fusion_dropout), nn.Linear(config.speech_classifier_hidden_size, config.num_labels))
         if config.fusion_type == "late":
-            self.audio_classifier = self._head(size)
-            self.video_classifier = self._head(size)
+            if not config.modality_heads:
+                self.audio_classifier = self._head(size)
+                self.video_classifier = self._head(size)
             self.fusion_logit_weights = nn.Parameter(torch.zeros(2))
         else:
             self.classifier = self._head(self.avemotion.pooled_size)
@@ -555,6 +572,42 @@ class AVEmotionForAudioVisualClassification(AVEmotionPreTrainedModel):
     def _head(self, in_size):
         return nn.Sequential(nn.LayerNorm(in_size), nn.Dropout(self.config.fusion_dropout),
                              nn.Linear(in_size, self.config.num_labels))
+
+    def modality_log_probs(self, outputs: AVEmotionModelOutput) -> tuple[torch.Tensor, torch.Tensor]:
+        """The unimodal heads (`config.modality_heads`) on the encoders' outputs -> (audio, video) log-probabilities
+        [B,num_labels] each. Video: the face classifier on every present frame, probabilities averaged over them
+        (uniform for a row without frames). Audio: the speech model's head on the weighted Whisper states averaged
+        over `speech_time_pooling` steps, padding left out of the attention pooling."""
+        frames = outputs.video_mask.to(outputs.frame_embeds.dtype)  # [B,T]
+        face = torch.softmax(self.face_classifier(outputs.frame_embeds), -1)  # [B,T,L]
+        video = (face * frames[..., None]).sum(1) / frames.sum(1, keepdim=True).clamp(min=1)
+        video = torch.where(frames.sum(1, keepdim=True) > 0, video, torch.full_like(video, 1 / video.shape[-1]))
+        p = self.config.speech_time_pooling
+        states = F.avg_pool1d(outputs.audio_states.transpose(1, 2), p, p, ceil_mode=True).transpose(1, 2)  # [B,n,Da]
+        mask = outputs.audio_frame_mask[:, :: 2 * p][:, : states.shape[1]].clone()  # 2 mel frames per state
+        mask[:, 0] = True  # a row without audio still pools something (its weight in late fusion is 0)
+        audio = torch.log_softmax(self.speech_classifier(self.speech_pooling(states, mask)), -1)
+        return audio, video.clamp(min=1e-8).log()
+
+    def fuse_modality_probs(self, audio_logits, video_logits, has_audio, has_video):
+        """Late fusion of the unimodal heads: log of the weighted average of the present modalities' probabilities
+        [B,L], and the weights [B,2] (audio, video). Labels the face cannot know (`config.video_merged_labels`) get
+        the face's probability of what they stand for, split in the voice's proportion."""
+        audio, video = audio_logits.exp(), video_logits.exp().clone()
+        for label, stands_for in (self.config.video_merged_labels or {}).items():
+            i, j = self.config.label2id[label], self.config.label2id[stands_for]
+            share = audio[:, i] / (audio[:, i] + audio[:, j]).clamp(min=1e-8)
+            share = torch.where(has_audio, share, torch.zeros_like(share))
+            total = video[:, i] + video[:, j]
+            video[:, i], video[:, j] = total * share, total * (1 - share)
+        present = torch.stack([has_audio, has_video], dim=-1)  # [B,2]
+        present = present | ~present.any(-1, keepdim=True)  # a row with neither keeps both weights
+        prior = (torch.softmax(self.fusion_logit_weights, 0) if self.fusion_logit_weights is not None
+                 else audio.new_full((2,), 0.5))  # a cross-attention model: the two heads count equally
+        weights = prior * present.to(audio.dtype)
+        weights = weights / weights.sum(-1, keepdim=True)
+        fused = weights[:, :1] * audio + weights[:, 1:] * video
+        return fused.clamp(min=1e-8).log(), weights
 
     @classmethod
     def from_backbones(cls, vision=None, audio=None, freeze_backbones=False, audio_max_length=None,
@@ -606,19 +659,30 @@ class AVEmotionForAudioVisualClassification(AVEmotionPreTrainedModel):
                 encoder.requires_grad_(not frozen)
 
     def forward(self, pixel_values=None, input_values=None, video_mask=None, audio_mask=None, labels=None,
-                output_attentions=False, frame_embeds=None, audio_states=None, return_dict=True,
-                **kwargs) -> AVEmotionClassifierOutput:
+                output_attentions=False, frame_embeds=None, audio_states=None, audio_frame_mask=None,
+                return_dict=True, **kwargs) -> AVEmotionClassifierOutput:
         r"""
         pixel_values (`torch.FloatTensor` of shape `(B, T, 3, H, W)`), input_values (`torch.FloatTensor` of shape
         `(B, F, M)`), video_mask (`(B, T)`), audio_mask (`(B,)` or `(B, F)`), frame_embeds, audio_states: as in
         [`AVEmotionModel.forward`].
+        audio_frame_mask (`torch.BoolTensor` of shape `(B, F)`, *optional*): spectrogram frames that hold audio
+            rather than padding (processor output); only the speech head of `config.modality_heads` uses it (the
+            fusion sees what `audio_mask` says), so it pools over the clip's own audio as the speech model does.
         labels (`torch.LongTensor` of shape `(B,)`, or `torch.FloatTensor` of shape `(B, num_labels)` for
             regression): targets; the loss is returned when given.
         """
         outputs = self.avemotion(pixel_values, input_values, video_mask, audio_mask, output_attentions,
                                  frame_embeds=frame_embeds, audio_states=audio_states)
         audio_logits = video_logits = fusion_weights = None
-        if self.config.fusion_type == "late":
+        has_video = outputs.video_mask.any(-1) if outputs.video_mask is not None else None
+        if self.config.modality_heads:
+            if audio_frame_mask is not None:
+                audio_frame_mask = audio_frame_mask.to(torch.bool) & outputs.audio_mask[:, None]
+                outputs.audio_frame_mask = audio_frame_mask
+            audio_logits, video_logits = self.modality_log_probs(outputs)
+        if self.config.fusion_type == "late" and self.config.modality_heads:
+            logits, fusion_weights = self.fuse_modality_probs(audio_logits, video_logits, outputs.audio_mask, has_video)
+        elif self.config.fusion_type == "late":
             audio_logits = self.audio_classifier(outputs.audio_embeds)
             video_logits = self.video_classifier(outputs.video_embeds)
             present = torch.stack([outputs.audio_mask, outputs.video_mask.any(-1)], dim=-1)  # [B,2]
@@ -632,7 +696,7 @@ class AVEmotionForAudioVisualClassification(AVEmotionPreTrainedModel):
         loss = None
         if labels is not None:
             loss = self.compute_loss(logits, labels)
-            if audio_logits is not None and self.config.late_fusion_aux_weight > 0:
+            if self.config.fusion_type == "late" and self.config.late_fusion_aux_weight > 0:
                 aux = (self.compute_loss(audio_logits[outputs.audio_mask], labels[outputs.audio_mask])
                        if outputs.audio_mask.any() else logits.new_zeros(()))
                 has_video = outputs.video_mask.any(-1)

@@ -222,6 +222,7 @@ class AudioVisualEmotionPipeline(ChunkPipeline):
             "input_values": features["input_values"],
             "video_mask": video_mask,
             "audio_mask": features["audio_mask"],
+            "audio_frame_mask": features["audio_frame_mask"],
             "is_last": is_last,
             "meta": meta,
         }
@@ -237,6 +238,7 @@ class AudioVisualEmotionPipeline(ChunkPipeline):
             "input_values": torch.zeros(1, p.audio_frames, p.mel_bins),
             "video_mask": torch.zeros(1, p.num_frames, dtype=torch.bool),
             "audio_mask": torch.zeros(1, dtype=torch.bool),
+            "audio_frame_mask": torch.zeros(1, p.audio_frames, dtype=torch.bool),
             "is_last": True,
             "meta": {"error": message},
         }
@@ -247,10 +249,14 @@ class AudioVisualEmotionPipeline(ChunkPipeline):
         """Model on a batch of B chunks -> logits [B,K], frame_attention [B,T] (or None), is_last, meta."""
         dtype = self.model.dtype
         inputs = {k: model_inputs[k] for k in ("pixel_values", "input_values", "video_mask", "audio_mask")}
+        if getattr(self.model.config, "modality_heads", False):  # the speech head pools real audio frames only
+            inputs["audio_frame_mask"] = model_inputs["audio_frame_mask"]
         for k in ("pixel_values", "input_values"):
             inputs[k] = inputs[k].to(dtype)
         outputs = self.model(**inputs, output_attentions=bool(return_attentions))
         result = {"logits": outputs.logits.float(), "is_last": model_inputs["is_last"], "meta": model_inputs["meta"]}
+        if getattr(self.model.config, "modality_heads", False):  # each modality's own answer, as evidence
+            result["face_logits"], result["voice_logits"] = outputs.video_logits.float(), outputs.audio_logits.float()
         if return_attentions:
             result["frame_attention"] = frame_attention(outputs, inputs["audio_mask"])
         return result
@@ -301,10 +307,14 @@ class AudioVisualEmotionPipeline(ChunkPipeline):
             return torch.sigmoid(logits).numpy()
         return torch.softmax(logits, dim=-1).numpy()
 
-    @staticmethod
-    def _extras(output: dict, return_attentions: bool, return_face_crops: bool) -> dict:
+    def _extras(self, output: dict, return_attentions: bool, return_face_crops: bool) -> dict:
         extra = {}
         n = output["meta"]["num_frames"]
+        if "face_logits" in output:  # {"face": best label + score, or None without a face; "voice": likewise}
+            present = {"face": output["meta"]["num_faces"] > 0, "voice": output["meta"]["has_audio"]}
+            extra["modalities"] = {
+                name: self._ranked(torch.softmax(output[f"{name}_logits"][0], -1).numpy(), 1)[0] if present[name]
+                else None for name in ("face", "voice")}
         if return_attentions:
             weights = output.get("frame_attention")
             extra["attention"] = None if weights is None else [float(w) for w in weights[0][:n]]
@@ -436,14 +446,15 @@ def load_pipeline(model, device=None, *, allow_pickle: bool = False, **kwargs) -
         raise ValueError(f"cannot load the model from {model}: {first}") from err
 
 
-def register_pipeline() -> None:
-    """Make ``pipeline("audio-visual-emotion-recognition", model=...)`` use this class."""
+def register_pipeline(default: dict | None = None) -> None:
+    """Make ``pipeline("audio-visual-emotion-recognition", model=...)`` use this class; ``default``: transformers'
+    task default (``{"model": (folder or Hub id, revision)}``), the model used when none is given."""
     PIPELINE_REGISTRY.register_pipeline(TASK, pipeline_class=AudioVisualEmotionPipeline,
-                                        pt_model=(AutoModelForVideoClassification, AutoModel), type="multimodal")
+                                        pt_model=(AutoModelForVideoClassification, AutoModel), default=default,
+                                        type="multimodal")
 
 
 if __name__.startswith("hf_avemotion."):  # the installed package (as Hub remote code, the config names the class)
     from .processing_avemotion import register_processor
 
-    register_pipeline()
-    register_processor()
+    register_processor()  # the pipeline itself is registered by the package's __init__, with its default model

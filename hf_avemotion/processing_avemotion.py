@@ -399,7 +399,8 @@ class AVEmotionProcessor(ProcessorMixin):
         Returns:
             `BatchFeature` with ``pixel_values`` float32 [B,T,3,S,S], ``input_values`` float32 [B,F,M],
             ``video_mask`` bool [B,T] (frame exists), ``face_mask`` bool [B,T] (face detected in it),
-            ``audio_mask`` bool [B] (row has audio). Rows without video have zero pixels and an all-False
+            ``audio_mask`` bool [B] (row has audio), ``audio_frame_mask`` bool [B,F] (spectrogram frames that
+            hold the clip's audio rather than padding). Rows without video have zero pixels and an all-False
             video mask; rows without audio zero features and ``audio_mask`` False.
         """
         if kwargs:
@@ -456,8 +457,13 @@ class AVEmotionProcessor(ProcessorMixin):
 
         audio_mask = np.array([w is not None for w in waves], dtype=bool)
         input_values = np.zeros((batch, self.audio_frames, self.mel_bins), dtype=np.float32)
+        audio_frame_mask = np.zeros((batch, self.audio_frames), dtype=bool)
         if audio_mask.any():
             input_values[audio_mask] = self.log_mel([w for w in waves if w is not None])
+            hop = int(getattr(self.feature_extractor, "hop_length", 160))  # samples per spectrogram frame
+            for i, w in enumerate(waves):
+                if w is not None:
+                    audio_frame_mask[i, : max(1, -(-len(w) // hop))] = True
 
         data = {
             "pixel_values": pixel_values,
@@ -465,6 +471,7 @@ class AVEmotionProcessor(ProcessorMixin):
             "video_mask": video_mask,
             "face_mask": face_mask,
             "audio_mask": audio_mask,
+            "audio_frame_mask": audio_frame_mask,
         }
         if face_crops is not None:
             data["face_crops"] = face_crops

@@ -176,8 +176,11 @@ def stage_model_folder(model_dir, out_dir, metrics=None, *, model_name: str | No
                     (tmp / "plots").mkdir(exist_ok=True)
                     shutil.copy2(path, tmp / "plots" / path.name)
                     plots.append(f"plots/{path.name}")
-        card = build_model_card(config, metrics, plots, model_name=model_name or model_dir.name)
-        card.save(tmp / "README.md")
+        if (model_dir / "README.md").is_file() and not metrics:  # a shipped model carries its own card
+            shutil.copy2(model_dir / "README.md", tmp / "README.md")
+        else:
+            card = build_model_card(config, metrics, plots, model_name=model_name or model_dir.name)
+            card.save(tmp / "README.md")
         os.replace(tmp, out_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

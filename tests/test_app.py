@@ -10,6 +10,7 @@ a pipeline behaviour is hard to produce on demand, a clearly named stand-in). Th
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import os
@@ -231,9 +232,11 @@ def test_build_app_has_inputs_outputs_and_a_bounded_queue(app, pipe, tmp_path):
 
 
 @pytest.mark.skipif(not SHARED_DATA.is_dir(), reason=f"{SHARED_DATA} is absent")
-def test_examples_reference_the_shared_clips(app):
-    clips = app.find_example_clips()
-    assert clips and all(Path(c).is_file() and Path(c).is_relative_to(SHARED_DATA) for c in clips)
+def test_examples_are_the_bundled_clips_then_the_shared_ones(app):
+    clips = [Path(c) for c in app.find_example_clips(limit=10)]
+    bundled = [c for c in clips if c.is_relative_to(app.BUNDLED_EXAMPLES_DIR)]
+    assert [c.name for c in bundled] == ["ravdess_01_disgust.mp4", "ravdess_14_angry.mp4"]
+    assert clips[len(bundled):] and all(c.is_file() and c.is_relative_to(SHARED_DATA) for c in clips[len(bundled):])
     assert app.find_example_clips(SHARED_DATA.parent / "does-not-exist") == []
 
 
@@ -288,19 +291,21 @@ def _free_port() -> int:
 
 
 def _model_for_browser(tiny_model_dir) -> Path:
+    """The package's default model (what the Space shows), or ``$AVEMOTION_SCREENSHOT_MODEL``."""
+    from hf_avemotion import DEFAULT_MODEL, pretrained_path
+
     chosen = os.environ.get("AVEMOTION_SCREENSHOT_MODEL")
-    return Path(chosen) if chosen else Path(tiny_model_dir)
+    return Path(chosen) if chosen else pretrained_path(DEFAULT_MODEL)
 
 
-@pytest.fixture(scope="module")
-def server(tiny_model_dir, tmp_path_factory):
-    """``python demo/app.py --model DIR --port N`` on 127.0.0.1; yields (url, model_dir)."""
-    model_dir = _model_for_browser(tiny_model_dir)
+@contextlib.contextmanager
+def app_server(model_dir: Path, workdir: Path, env_overrides: dict | None = None):
+    """``python demo/app.py --model DIR --port N`` on 127.0.0.1, waited for; yields (url, log path)."""
     port = _free_port()
-    log = tmp_path_factory.mktemp("server") / "server.log"
+    log = workdir / "server.log"
     env = {k: v for k, v in os.environ.items() if not k.startswith("AVEMOTION_MAX_")}  # the default limits
-    env.update(HF_HUB_OFFLINE="1", GRADIO_ANALYTICS_ENABLED="False",
-               GRADIO_TEMP_DIR=str(tmp_path_factory.mktemp("gradio_tmp")))
+    env.update(HF_HUB_OFFLINE="1", GRADIO_ANALYTICS_ENABLED="False", GRADIO_TEMP_DIR=str(workdir / "gradio_tmp"),
+               **(env_overrides or {}))
     with open(log, "w") as out:
         proc = subprocess.Popen([sys.executable, str(APP_PATH), "--model", str(model_dir), "--port", str(port),
                                  "--host", "127.0.0.1"], stdout=out, stderr=subprocess.STDOUT, env=env,
@@ -320,7 +325,7 @@ def server(tiny_model_dir, tmp_path_factory):
             if time.monotonic() > deadline:
                 pytest.fail(f"the app did not answer on {url} within 120 s:\n{log.read_text()[-3000:]}")
             time.sleep(0.5)
-        yield url, model_dir, log
+        yield url, log
     finally:
         proc.terminate()
         try:
@@ -328,6 +333,14 @@ def server(tiny_model_dir, tmp_path_factory):
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+@pytest.fixture(scope="module")
+def server(tiny_model_dir, tmp_path_factory):
+    """The app on the browser test's model; yields (url, model_dir, log path)."""
+    model_dir = _model_for_browser(tiny_model_dir)
+    with app_server(model_dir, tmp_path_factory.mktemp("server")) as (url, log):
+        yield url, model_dir, log
 
 
 def test_server_refuses_uploads_over_max_file_size(server, tmp_path):
@@ -348,7 +361,7 @@ def _browser_labels(model_dir: Path) -> list[str]:
     return [str(v) for _, v in sorted(config["id2label"].items(), key=lambda kv: int(kv[0]))]
 
 
-def test_browser_upload_shows_label_and_screenshot(server, tmp_path):
+def test_browser_upload_shows_label_and_screenshot(app, server, tmp_path):
     if not CHROMIUM.exists():
         if os.environ.get("CI"):
             pytest.fail(f"{CHROMIUM} is missing under CI: install Debian's chromium (apt-get install -y chromium)")
@@ -362,7 +375,7 @@ def test_browser_upload_shows_label_and_screenshot(server, tmp_path):
 
     url, model_dir, log = server
     labels = _browser_labels(model_dir)
-    clip = RAVDESS_CLIP if RAVDESS_CLIP.is_file() else write_media(tmp_path / "clip.mp4", duration=2.0)
+    clip = REPO_ROOT / "demo" / "examples" / "ravdess_01_disgust.mp4"  # a real clip, bundled (see its NOTICE.md)
 
     with sync_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
@@ -385,6 +398,9 @@ def test_browser_upload_shows_label_and_screenshot(server, tmp_path):
                 pytest.fail(f"no label within 90 s; server log:\n{log.read_text()[-3000:]}")
             label = top.inner_text().strip()
             assert label in labels
+            # the page shows what the model answers for this clip (2 s windows, 1 s hop, as set above)
+            expected = app.load_pipeline(model_dir)(str(clip), timeline=True, window_s=2.0, hop_s=1.0)
+            assert label == expected["scores"][0]["label"]
             page.wait_for_function(
                 "() => document.querySelector('#status-line')?.innerText.includes('Audio: found')", timeout=30_000)
             page.wait_for_function(

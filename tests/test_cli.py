@@ -177,7 +177,7 @@ def test_predict_table_and_plain_json(setup, capsys):
 @pytest.mark.parametrize("args, fragment", [
     ([], "required"),
     (["bogus"], "invalid choice"),
-    (["predict", "x.mp4"], "--model"),
+    (["predict"], "FILE"),
     (["predict", "x.mp4", "--model", "m", "--window-s", "-1"], "--window-s"),
     (["predict", "x.mp4", "--model", "m", "--extra"], "unrecognized arguments: --extra"),
     (["push", "--model", "m"], "--repo-id"),
@@ -268,9 +268,12 @@ def test_training_and_data_commands_dispatch(monkeypatch, capsys, tmp_path):
         ("prepare", root, out, kw)) or out)
     monkeypatch.setattr(synthetic, "generate_synthetic_benchmark", lambda out, **kw: calls.append(
         ("synthetic", out, kw)) or out)
-    demo_job = types.ModuleType("hf_avemotion.demo_job")
-    demo_job.run_demo = lambda output_dir: calls.append(("demo", output_dir))
-    monkeypatch.setitem(sys.modules, "hf_avemotion.demo_job", demo_job)
+    default_demo = types.ModuleType("hf_avemotion.default_demo")
+    default_demo.main = lambda: calls.append(("demo",)) or 0
+    monkeypatch.setitem(sys.modules, "hf_avemotion.default_demo", default_demo)
+    av_training = types.ModuleType("hf_avemotion.av_training")
+    av_training.main = lambda argv: calls.append(("av-train", argv)) or 0
+    monkeypatch.setitem(sys.modules, "hf_avemotion.av_training", av_training)
 
     assert main(["train", "--config", "c.yaml", "--num_epochs", "2"]) == 0
     assert main(["cv", "--dataset", "d", "--fusion_type", "late", "--folds", "fold_1,fold_2"]) == 0
@@ -280,7 +283,8 @@ def test_training_and_data_commands_dispatch(monkeypatch, capsys, tmp_path):
     assert main(["evaluate", "--model", "m", "--dataset", "d", "--fold", "fold_2"]) == 0
     assert main(["prepare", "crema-d", "root", "out", "--num-frames", "4", "--image-size", "64"]) == 0
     assert main(["synthetic", "bench", "--num-actors", "3", "--seed", "7"]) == 0
-    assert main(["demo", "--output-dir", "runs/x"]) == 0
+    assert main(["demo"]) == 0
+    assert main(["av-train", "--out", "runs/av", "--epochs", "2"]) == 0
     assert calls == [
         ("train", ["--config", "c.yaml", "--num_epochs", "2"]),
         ("cv", "late", "d", ["fold_1", "fold_2"]),
@@ -288,7 +292,8 @@ def test_training_and_data_commands_dispatch(monkeypatch, capsys, tmp_path):
         ("evaluate", "m", "d", "fold_2"),
         ("prepare", "root", "out", {"num_frames": 4, "image_size": 64, "num_proc": 1}),
         ("synthetic", "bench", {"num_actors": 3, "seed": 7}),
-        ("demo", "runs/x"),
+        ("demo",),
+        ("av-train", ["--out", "runs/av", "--epochs", "2"]),
     ]
     capsys.readouterr()
 

@@ -135,7 +135,7 @@ def test_demo_prints_its_table_not_a_raw_dict(monkeypatch, capsys):
     demo_job = types.ModuleType("hf_avemotion.demo_job")
     demo_job.run_demo = lambda output_dir, **kw: {"cross_attention": {"accuracy": 1.0, "macro_f1": 1.0}}
     monkeypatch.setitem(sys.modules, "hf_avemotion.demo_job", demo_job)
-    assert cli.main(["demo", "--output-dir", "runs/x"]) == 0
+    assert cli.main(["synthetic-demo", "--output-dir", "runs/x"]) == 0
     assert "{" not in capsys.readouterr().out
 
 
