@@ -342,6 +342,11 @@ def status_markdown(meta: dict, timeline: bool) -> str:
         parts.append(f"**Duration:** {float(duration):.1f} s")
     if timeline and meta.get("segments") is not None:
         parts.append(f"**Windows:** {len(meta['segments'])}")
+    modalities = meta.get("modalities")  # models with per-modality heads: what the face and the voice each said
+    if modalities:
+        said = [f"{name} says {m['label']} ({_pct(m['score'])})" for name, m in modalities.items() if m]
+        if said:
+            parts.append("**Evidence:** " + ", ".join(said))
     line = " · ".join(parts) or "done"
     hints = []
     if ratio is not None and ratio < 0.5:
@@ -853,8 +858,9 @@ the page stays current, the timeline shows the dropped hops as grey hatched gaps
 
 DESCRIPTION = """\
 Upload a short video of a person speaking — or record one with your webcam, **with sound** — and the model
-tells you which emotion it sees and hears: a ViT on the face crops and an AST on the voice, fused with
-cross-attention. Its model card says what it was trained on and how well it does on unseen actors; acted
+tells you which emotion it sees and hears: a face model on the face crops and a voice model on the sound, fused
+(the line above the result says what each one said). Its model card says what it was trained on and how well it
+does on people it never saw; acted
 emotions are not everyday feelings, so treat the output as a demo, not a measurement of anyone's state.
 Limits: {max_mb:g} MB per file, {clip:g} s for one prediction, {tl:g} min with the timeline.
 Uploads are deleted from the server right after analysis.

@@ -103,6 +103,15 @@ def test_predict_good_clip_gives_label_plots_crops_and_status(app, pipe, clip_2s
     assert clip_2s.exists(), "a file outside gradio's upload folder must never be deleted"
 
 
+def test_status_line_says_what_the_face_and_the_voice_each_said(app):
+    meta = {"has_audio": True, "face_found_ratio": 1.0, "duration": 3.0,
+            "modalities": {"face": {"label": "happy", "score": 0.82}, "voice": {"label": "disgust", "score": 0.91}}}
+    assert "**Evidence:** face says happy (82%), voice says disgust (91%)" in app.status_markdown(meta, False)
+    meta["modalities"]["face"] = None  # no face detected: only the voice is quoted
+    assert "**Evidence:** voice says disgust (91%)" in app.status_markdown(meta, False)
+    assert "Evidence" not in app.status_markdown({"has_audio": True}, False)
+
+
 @pytest.mark.skipif(not RAVDESS_CLIP.is_file(), reason=f"{RAVDESS_CLIP} is absent")
 def test_predict_real_clip_finds_the_face(app, pipe):
     label, *_, status = app.EmotionSpace(pipe).predict(str(RAVDESS_CLIP))
