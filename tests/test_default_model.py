@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import REPO_ROOT
+from conftest import BLOCK_PACKAGE_IMPORT, REPO_ROOT
 
 from hf_avemotion import AVEmotionConfig, AVEmotionForAudioVisualClassification
 
@@ -150,6 +150,17 @@ def test_cli_predict_and_push_default_to_the_default_model(default_dir, tmp_path
             "README.md"} <= names
     card = (staged / "README.md").read_text()
     assert "cross-corpus pairs" in card and "| real AV items, face + voice |" in card
+    # self-contained: the staged folder runs in a Python without this package, through its remote code
+    script = BLOCK_PACKAGE_IMPORT + (
+        "import json\nfrom transformers import pipeline\n"
+        f"pipe = pipeline('audio-visual-emotion-recognition', model={str(staged)!r}, trust_remote_code=True)\n"
+        f"r = pipe({str(EXAMPLES / 'ravdess_14_angry.mp4')!r}, return_metadata=True)\n"
+        "print(json.dumps({'module': type(pipe.model).__module__, 'r': r}))\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    remote = json.loads(done.stdout.strip().splitlines()[-1])
+    assert not remote["module"].startswith("hf_avemotion")
+    assert remote["r"]["modalities"]["voice"]["label"] in LABELS and len(remote["r"]["scores"]) == 8
 
 
 @pytest.mark.skipif(not (SHARED / "corpus" / "av").is_dir(), reason="../shared is absent")
