@@ -47,13 +47,13 @@ release-check: $(VENV)/.installed
 demo: $(VENV)/.installed backbones
 	$(VENV)/bin/avemotion demo
 
-# The synthetic-benchmark demo under its own name, and its spread over
-# seeds 0-4 (the figures README quotes; ~25 min on one core).
+# The synthetic-benchmark demo under its own name, and its spread over training seeds 0-4 on one thread: the
+# command behind README's synthetic-demo figures (reuses finished seeds).
 synthetic-demo: $(VENV)/.installed
 	$(VENV)/bin/avemotion synthetic-demo
 
 demo-seeds: $(VENV)/.installed
-	$(VENV)/bin/avemotion synthetic-demo --seeds 5
+	$(VENV)/bin/avemotion synthetic-demo --seeds 5 --threads 1
 
 # `make bench` writes under runs/bench/ (git-ignored): a user's run never touches the published figures.
 # `make bench-publish` (maintainers) rewrites benchmarks/results.json and BENCHMARKS.md's results table.

@@ -125,7 +125,8 @@ def train_demo_model(data: Path, output_dir: Path, num_epochs: int | None, threa
     returns its model folder."""
     env = dict(os.environ, HF_HUB_OFFLINE="1", OMP_NUM_THREADS=str(threads), TOKENIZERS_PARALLELISM="false")
     cmd = [sys.executable, "-m", "hf_avemotion.training", "--config", str(ROOT / "configs" / "demo.yaml"),
-           "--dataset", str(data), "--output_dir", str(output_dir)]
+           "--dataset", str(data), "--output_dir", str(output_dir),
+           "--num_frames", "4"]  # bench_prepare's clips have 4 frames (the demo's have 8)
     if num_epochs:
         cmd += ["--num_epochs", str(num_epochs)]
     done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, check=False)
