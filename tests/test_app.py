@@ -370,7 +370,8 @@ def _browser_labels(model_dir: Path) -> list[str]:
     return [str(v) for _, v in sorted(config["id2label"].items(), key=lambda kv: int(kv[0]))]
 
 
-def test_browser_upload_shows_label_and_screenshot(app, server, tmp_path):
+def playwright_api():
+    """Playwright's sync API with Debian's chromium present; skips (fails under CI) when either is missing."""
     if not CHROMIUM.exists():
         if os.environ.get("CI"):
             pytest.fail(f"{CHROMIUM} is missing under CI: install Debian's chromium (apt-get install -y chromium)")
@@ -381,7 +382,11 @@ def test_browser_upload_shows_label_and_screenshot(app, server, tmp_path):
         if os.environ.get("CI"):
             pytest.fail(f"playwright is missing under CI ({err}): pip install playwright (no `playwright install`)")
         pytest.skip(f"playwright is not installed ({err})")
+    return sync_api
 
+
+def test_browser_upload_shows_label_and_screenshot(app, server, tmp_path):
+    sync_api = playwright_api()
     url, model_dir, log = server
     labels = _browser_labels(model_dir)
     clip = REPO_ROOT / "demo" / "examples" / "ravdess_01_disgust.mp4"  # a real clip, bundled (see its NOTICE.md)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import io
 import math
-import os
 import re
 import sys
 import time
@@ -376,20 +375,11 @@ def live_server(model_dir, tmp_path_factory):
 
 
 def test_browser_live_tab_shows_successive_predictions_and_a_growing_timeline(live_server, tmp_path):
-    from test_app import CHROMIUM, CHROMIUM_ARGS
+    from test_app import CHROMIUM, CHROMIUM_ARGS, playwright_api
 
-    if not CHROMIUM.exists():
-        if os.environ.get("CI"):
-            pytest.fail(f"{CHROMIUM} is missing under CI: install Debian's chromium (apt-get install -y chromium)")
-        pytest.skip(f"{CHROMIUM} is absent (install Debian's chromium; under CI this test must run)")
     if not RAVDESS_CLIP.is_file():
         pytest.skip(f"{RAVDESS_CLIP} is absent (the fake camera plays a real clip)")
-    try:
-        from playwright import sync_api
-    except ImportError as err:
-        if os.environ.get("CI"):
-            pytest.fail(f"playwright is missing under CI ({err}): pip install playwright (no `playwright install`)")
-        pytest.skip(f"playwright is not installed ({err})")
+    sync_api = playwright_api()
 
     url, log = live_server
     y4m, wav_path = _fake_media(RAVDESS_CLIP, tmp_path)
