@@ -859,7 +859,7 @@ the page stays current, the timeline shows the dropped hops as grey hatched gaps
 DESCRIPTION = """\
 Upload a short video of a person speaking — or record one with your webcam, **with sound** — and the model
 tells you which emotion it sees and hears: a face model on the face crops and a voice model on the sound, fused
-(the line above the result says what each one said). Its model card says what it was trained on and how well it
+(for a whole clip, the line above the result says what each one said). Its model card says what it was trained on and how well it
 does on people it never saw; acted
 emotions are not everyday feelings, so treat the output as a demo, not a measurement of anyone's state.
 Limits: {max_mb:g} MB per file, {clip:g} s for one prediction, {tl:g} min with the timeline.
