@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 
 from .corpora import EMOTIONS, default_corpus_root, to_basic
-from .face_training import decode_grey, face_view, load_fer, normalise
+from .face_training import VIDEO_WORDS, decode_grey, face_view, load_fer, normalise
 from .speech_training import speech_items
 
 NUM_FRAMES = 8
@@ -195,15 +195,24 @@ class PairCache:
 
     def rows(self, *, test_actors=(), exclude_actors=()) -> np.ndarray:
         """Indices of speech clips: RAVDESS ``test_actors`` only when given, else every clip but ``exclude_actors``."""
-        speakers = [s["speaker"] for s in self.speech]
-        if test_actors:
-            return np.array([i for i, s in enumerate(speakers) if s in {f"ravdess:{a}" for a in test_actors}])
-        return np.array([i for i, s in enumerate(speakers) if s not in {f"ravdess:{a}" for a in exclude_actors}])
+        chosen = {f"ravdess:{a}" for a in (test_actors or exclude_actors)}
+        keep = bool(test_actors)  # keep the chosen speakers, or everyone else
+        return np.array([i for i, s in enumerate(self.speech) if (s["speaker"] in chosen) == keep])
 
     def face_for(self, labels: np.ndarray, part: str, rng: np.random.Generator) -> np.ndarray:
         """A random face (index into ``faces[part]``) showing each speech label (calm -> neutral)."""
         pool = self.face_labels[part]
         return np.array([rng.choice(np.flatnonzero(pool == EMOTIONS.index(to_basic(EMOTIONS[c])))) for c in labels])
+
+    def audio(self, rows: np.ndarray) -> dict:
+        """The speech side of ``rows``: audio_states float32 [B,200,512], audio_mask [B], audio_frame_mask [B,400],
+        labels [B]."""
+        order = np.sort(rows)  # memory-mapped reads in file order
+        states = np.asarray(self.states[order])[np.searchsorted(order, rows)]
+        return {"audio_states": torch.from_numpy(states.astype(np.float32)),
+                "audio_mask": torch.ones(len(rows), dtype=torch.bool),
+                "audio_frame_mask": torch.from_numpy(self.frame_mask[rows]),
+                "labels": torch.from_numpy(self.labels[rows])}
 
     def batch(self, rows: np.ndarray, part: str, rng: np.random.Generator, *, frame_drop: float = 0.1) -> dict:
         """Model inputs for speech ``rows`` paired with faces of ``part``: frame_embeds float32 [B,8,768] (frames
@@ -215,15 +224,8 @@ class PairCache:
         frames = self.faces[part][faces[:, None], views]
         video_mask = rng.random((len(rows), NUM_FRAMES)) >= frame_drop
         video_mask[np.arange(len(rows)), rng.integers(0, NUM_FRAMES, len(rows))] = True
-        order = np.sort(rows)  # memory-mapped reads in file order
-        position = np.searchsorted(order, rows)
-        states = np.asarray(self.states[order])[position]
         return {"frame_embeds": torch.from_numpy(frames.astype(np.float32)),
-                "video_mask": torch.from_numpy(video_mask),
-                "audio_states": torch.from_numpy(states.astype(np.float32)),
-                "audio_mask": torch.ones(len(rows), dtype=torch.bool),
-                "audio_frame_mask": torch.from_numpy(self.frame_mask[rows]),
-                "labels": torch.from_numpy(labels)}
+                "video_mask": torch.from_numpy(video_mask), **self.audio(rows)}
 
 
 # ---------------------------------------------------------------------------------------------- training
@@ -284,17 +286,13 @@ def train_speech_head(model, cache: PairCache, rows: np.ndarray, *, epochs: int 
     steps = epochs * math.ceil(len(rows) / batch_size)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, steps)
     weight = torch.tensor(class_weights(cache.labels[rows]))
-    p = model.config.speech_time_pooling
     rng = np.random.default_rng(seed)
     model.train()
     for _ in range(epochs):
         order = rng.permutation(rows)
         for i in range(0, len(order), batch_size):
-            batch = cache.batch(order[i:i + batch_size], "train", rng)
-            states = F.avg_pool1d(batch["audio_states"].transpose(1, 2), p, p, ceil_mode=True).transpose(1, 2)
-            mask = batch["audio_frame_mask"][:, :: 2 * p][:, : states.shape[1]].clone()
-            mask[:, 0] = True
-            logits = model.speech_classifier(model.speech_pooling(states, mask))
+            batch = cache.audio(order[i:i + batch_size])
+            logits = model.speech_logits(batch["audio_states"], batch["audio_frame_mask"])
             loss = F.cross_entropy(logits, batch["labels"], weight=weight, label_smoothing=0.1)
             optimizer.zero_grad()
             loss.backward()
@@ -311,8 +309,8 @@ def system_outputs(model, inputs: dict) -> dict[str, np.ndarray]:
     heads, the face head alone, the speech head alone."""
     with torch.no_grad():
         out = model(**{k: v for k, v in inputs.items() if k != "labels"})
-        has_video = inputs["video_mask"].any(-1) if "video_mask" in inputs else out.video_logits.new_zeros(0)
-        late, _ = model.fuse_modality_probs(out.audio_logits, out.video_logits, inputs["audio_mask"].bool(), has_video)
+        late, _ = model.fuse_modality_probs(out.audio_logits, out.video_logits, inputs["audio_mask"].bool(),
+                                            inputs["video_mask"].any(-1))
     return {"cross_attention": out.logits.softmax(-1).numpy(), "late_fusion": late.exp().numpy(),
             "face_only": out.video_logits.exp().numpy(), "voice_only": out.audio_logits.exp().numpy()}
 
@@ -347,15 +345,6 @@ def evaluate_pairs(model, cache: PairCache, rows: np.ndarray, *, repeats: int = 
     return {key: scores(labels, np.concatenate(parts)) for key, parts in collected.items()}
 
 
-VIDEO_WORDS = {"anger": "angry", "disgust": "disgust", "fear": "fearful", "happiness": "happy", "sadness": "sad",
-               "surprise": "surprised", "neutral": "neutral", "calm": "calm"}
-
-
-def package_word(word: str) -> str:
-    """A corpus' emotion word (eNTERFACE 'anger', CREMA-D 'anger', RAVDESS 'fearful', ...) -> the package's."""
-    return word if word in EMOTIONS else VIDEO_WORDS[word]
-
-
 def real_items(corpus_root, data_root) -> list[dict]:
     """Every real item with a face and/or a voice in ``../shared`` (see its SOURCES.md): dicts with source, item,
     label (package word), video (path or frames uint8 [T,H,W,3] or None), audio (path or None: the video file's
@@ -367,25 +356,25 @@ def real_items(corpus_root, data_root) -> list[dict]:
         return list(csv.DictReader(open(meta))) if meta.is_file() else []
 
     for row in rows(data_root / "enterface05" / "metadata.csv"):
-        items.append(dict(source="enterface05", item=row["file_name"], label=package_word(row["emotion"]),
+        items.append(dict(source="enterface05", item=row["file_name"], label=VIDEO_WORDS[row["emotion"]],
                           video=data_root / "enterface05" / row["file_name"], audio=None, voice_heard=False))
     for row in rows(data_root / "ravdess_av" / "metadata.csv"):
-        items.append(dict(source="ravdess_av", item=row["file_name"], label=package_word(row["emotion"]),
+        items.append(dict(source="ravdess_av", item=row["file_name"], label=VIDEO_WORDS[row["emotion"]],
                           video=data_root / "ravdess_av" / row["file_name"], audio=None, voice_heard=True))
     for row in rows(corpus_root / "av" / "mead" / "metadata.csv"):
-        items.append(dict(source="mead", item=row["file_name"], label=package_word(row["emotion"]),
+        items.append(dict(source="mead", item=row["file_name"], label=VIDEO_WORDS[row["emotion"]],
                           video=corpus_root / "av" / "mead" / row["file_name"], audio=None, voice_heard=False))
     for row in rows(corpus_root / "av" / "ravdess_frames" / "metadata.csv"):  # audio: the speech corpus' 03-... file
         frames = np.load(corpus_root / "av" / "ravdess_frames" / f"{row['clip_id']}.npz")["frames"]
         voice = sorted((corpus_root / "speech" / "ravdess").rglob(f"03-{row['clip_id'][3:]}.*"))
-        items.append(dict(source="ravdess_frames", item=row["clip_id"], label=package_word(row["emotion"]),
+        items.append(dict(source="ravdess_frames", item=row["clip_id"], label=VIDEO_WORDS[row["emotion"]],
                           video=frames, audio=voice[0] if voice else None, voice_heard=True))
     for row in rows(corpus_root / "av" / "crema_d_frames" / "metadata.csv"):
         frames = np.load(corpus_root / "av" / "crema_d_frames" / f"{row['clip_id']}.npz")["frames"]
-        items.append(dict(source="crema_d_frames", item=row["clip_id"], label=package_word(row["emotion"]),
+        items.append(dict(source="crema_d_frames", item=row["clip_id"], label=VIDEO_WORDS[row["emotion"]],
                           video=frames, audio=None, voice_heard=False))
     for row in rows(data_root / "crema_d" / "metadata.csv"):
-        items.append(dict(source="crema_d_audio", item=row["file_name"], label=package_word(row["emotion"]),
+        items.append(dict(source="crema_d_audio", item=row["file_name"], label=VIDEO_WORDS[row["emotion"]],
                           video=None, audio=data_root / "crema_d" / row["file_name"], voice_heard=False))
     return items
 
@@ -394,11 +383,7 @@ def item_inputs(item: dict, processor) -> dict:
     """One real item -> model inputs through the processor (face detection, resampling, log-mel)."""
     from .media import load_clip
 
-    audio = None
-    if item["audio"] is not None:
-        audio = load_clip(item["audio"]).audio
-    elif item["video"] is not None and not isinstance(item["video"], np.ndarray):
-        audio = None  # the processor takes the file's own audio
+    audio = load_clip(item["audio"]).audio if item["audio"] is not None else None  # None: the file's own
     if item["video"] is None:
         features = processor(audio=[audio], sampling_rate=16000)
     elif isinstance(item["video"], np.ndarray):
@@ -466,8 +451,6 @@ def run(corpus_root, data_root, out, *, face_dir, speech_dir, epochs: int = 12, 
         ship_fusion: str | None = None, log=print) -> dict:
     """Cache -> held-out pair protocol -> all-speaker fusion -> real items -> (optionally) ship. Results JSON in
     ``out/results.json`` after each stage."""
-    from .processing_avemotion import AVEmotionProcessor  # noqa: F401
-
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     processor = build_processor(face_dir, speech_dir)

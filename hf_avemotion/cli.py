@@ -398,16 +398,9 @@ def cmd_live(args, rest) -> int:
     items = None if args.file is not None else play_camera(args.camera, mic=args.mic)  # a bad device fails first
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        if args.model is None:  # the package's default model
-            from transformers import pipeline
+        from .pipeline_avemotion import load_pipeline
 
-            from .pipeline_avemotion import TASK
-
-            pipe = pipeline(TASK, device=args.device)
-        else:
-            from .pipeline_avemotion import load_pipeline
-
-            pipe = load_pipeline(args.model, device=args.device, allow_pickle=args.allow_pickle)
+        pipe = load_pipeline(model_or_default(args.model), device=args.device, allow_pickle=args.allow_pickle)
     live = LiveStream(pipe, window_s=args.window_s, hop_s=args.hop_s)
     if args.file is not None:
         live.set_origin(0.0)

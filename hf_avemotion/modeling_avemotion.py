@@ -582,12 +582,18 @@ class AVEmotionForAudioVisualClassification(AVEmotionPreTrainedModel):
         face = torch.softmax(self.face_classifier(outputs.frame_embeds), -1)  # [B,T,L]
         video = (face * frames[..., None]).sum(1) / frames.sum(1, keepdim=True).clamp(min=1)
         video = torch.where(frames.sum(1, keepdim=True) > 0, video, torch.full_like(video, 1 / video.shape[-1]))
-        p = self.config.speech_time_pooling
-        states = F.avg_pool1d(outputs.audio_states.transpose(1, 2), p, p, ceil_mode=True).transpose(1, 2)  # [B,n,Da]
-        mask = outputs.audio_frame_mask[:, :: 2 * p][:, : states.shape[1]].clone()  # 2 mel frames per state
-        mask[:, 0] = True  # a row without audio still pools something (its weight in late fusion is 0)
-        audio = torch.log_softmax(self.speech_classifier(self.speech_pooling(states, mask)), -1)
+        audio = torch.log_softmax(self.speech_logits(outputs.audio_states, outputs.audio_frame_mask), -1)
         return audio, video.clamp(min=1e-8).log()
+
+    def speech_logits(self, audio_states: torch.Tensor, audio_frame_mask: torch.Tensor) -> torch.Tensor:
+        """The speech head (`config.modality_heads`): weighted Whisper states [B,N,Da] + spectrogram-frame mask
+        [B,2N] -> logits [B,num_labels]. States are averaged over `speech_time_pooling` steps and padding is left
+        out of the attention pooling, as in the speech model."""
+        p = self.config.speech_time_pooling
+        states = F.avg_pool1d(audio_states.transpose(1, 2), p, p, ceil_mode=True).transpose(1, 2)  # [B,n,Da]
+        mask = audio_frame_mask[:, :: 2 * p][:, : states.shape[1]].clone()  # 2 mel frames per state
+        mask[:, 0] = True  # a row without audio still pools something (its weight in late fusion is 0)
+        return self.speech_classifier(self.speech_pooling(states, mask))
 
     def fuse_modality_probs(self, audio_logits, video_logits, has_audio, has_video):
         """Late fusion of the unimodal heads: log of the weighted average of the present modalities' probabilities

@@ -249,13 +249,14 @@ class AudioVisualEmotionPipeline(ChunkPipeline):
         """Model on a batch of B chunks -> logits [B,K], frame_attention [B,T] (or None), is_last, meta."""
         dtype = self.model.dtype
         inputs = {k: model_inputs[k] for k in ("pixel_values", "input_values", "video_mask", "audio_mask")}
-        if getattr(self.model.config, "modality_heads", False):  # the speech head pools real audio frames only
+        modality_heads = getattr(self.model.config, "modality_heads", False)
+        if modality_heads:  # the speech head pools real audio frames only
             inputs["audio_frame_mask"] = model_inputs["audio_frame_mask"]
         for k in ("pixel_values", "input_values"):
             inputs[k] = inputs[k].to(dtype)
         outputs = self.model(**inputs, output_attentions=bool(return_attentions))
         result = {"logits": outputs.logits.float(), "is_last": model_inputs["is_last"], "meta": model_inputs["meta"]}
-        if getattr(self.model.config, "modality_heads", False):  # each modality's own answer, as evidence
+        if modality_heads:  # each modality's own answer, as evidence
             result["face_logits"], result["voice_logits"] = outputs.video_logits.float(), outputs.audio_logits.float()
         if return_attentions:
             result["frame_attention"] = frame_attention(outputs, inputs["audio_mask"])
