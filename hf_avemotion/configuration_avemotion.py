@@ -58,13 +58,10 @@ class AVEmotionConfig(PreTrainedConfig):
         even when the learned fusion weights favour one of them.
     modality_heads (`bool`, *optional*, defaults to False):
         Carry the unimodal models' own classifiers (the face model's linear head on each frame's `cls_mean`
-        embedding; the speech model's time pooling, attentive statistics pooling and 2-layer classifier on the
-        weighted Whisper states). Their scores are returned as `video_logits` / `audio_logits` (per-modality
-        evidence), and with `fusion_type="late"` they are what is fused: a weighted average of the two
-        modalities' probabilities (no head on the fusion width is built).
-    speech_time_pooling (`int`, *optional*, defaults to 8), speech_pooling_hidden_size (`int`, *optional*,
-        defaults to 128), speech_classifier_hidden_size (`int`, *optional*, defaults to 256):
-        Shape of the speech head when `modality_heads` (as in [`AVEmotionSpeechConfig`]).
+        embedding; the speech model's linear read-out of the per-layer statistics of the Whisper states). Their
+        scores are returned as `video_logits` / `audio_logits` (per-modality evidence), and with
+        `fusion_type="late"` they are what is fused: a weighted average of the two modalities' probabilities (no
+        head on the fusion width is built). Needs a Whisper audio encoder.
     video_merged_labels (`dict[str, str]`, *optional*):
         Labels the face cannot tell apart, as `{label: stands_for}`: e.g. `{"calm": "neutral"}` (FER has no
         calm; a calm face looks neutral). In late fusion the face's probability of `stands_for` is shared
@@ -103,9 +100,6 @@ class AVEmotionConfig(PreTrainedConfig):
     label_smoothing: float = 0.0
     late_fusion_aux_weight: float = 0.5
     modality_heads: bool = False
-    speech_time_pooling: int = 8
-    speech_pooling_hidden_size: int = 128
-    speech_classifier_hidden_size: int = 256
     video_merged_labels: dict[str, str] | None = None
 
     def __post_init__(self, **kwargs):
@@ -179,22 +173,14 @@ class AVEmotionConfig(PreTrainedConfig):
 
 class AVEmotionSpeechConfig(PreTrainedConfig):
     r"""
-    Configuration of [`AVEmotionForSpeechClassification`]: Whisper's encoder, a learned weighted sum of its layers,
-    attentive statistics pooling over time and a small classifier.
+    Configuration of [`AVEmotionForSpeechClassification`]: Whisper's encoder, the mean and standard deviation over
+    time of each of its hidden states, and a linear read-out of them.
 
     audio_config (`dict` or `PreTrainedConfig`, *optional*):
         The Whisper config (`model_type` "whisper"; only the encoder is built). Defaults to Whisper base's shape
         (`openai/whisper-base`: 6 layers, d 512, 80 mel bins).
-    pooling_hidden_size (`int`, *optional*, defaults to 128):
-        Width of the attention-pooling scorer (tanh MLP giving one score per time step).
-    classifier_hidden_size (`int`, *optional*, defaults to 256):
-        Width of the classifier's hidden layer.
     classifier_dropout (`float`, *optional*, defaults to 0.2):
-        Dropout before each classifier layer.
-    time_pooling (`int`, *optional*, defaults to 8):
-        Consecutive encoder states (20 ms each) averaged into one step before the layer sum and the attention
-        pooling: 8 gives 160 ms steps, 25 per 4 s clip (emotion lives in prosody, not in 20 ms detail; this keeps
-        head training on cached states cheap on a CPU).
+        Dropout before the linear read-out.
     class_weights (`list[float]`, *optional*) and label_smoothing (`float`, *optional*, defaults to 0.0):
         As in [`AVEmotionConfig`].
 
@@ -204,10 +190,7 @@ class AVEmotionSpeechConfig(PreTrainedConfig):
     sub_configs_defaults = {"audio_config": SubConfigSpec(config_class=AutoConfig, model_type="whisper")}
 
     audio_config: dict | PreTrainedConfig | None = None
-    pooling_hidden_size: int = 128
-    classifier_hidden_size: int = 256
     classifier_dropout: float = 0.2
-    time_pooling: int = 8
     class_weights: list[float] | None = None
     label_smoothing: float = 0.0
 
@@ -219,8 +202,6 @@ class AVEmotionSpeechConfig(PreTrainedConfig):
         if self.audio_config.model_type != "whisper":
             raise ValueError(f"AVEmotionSpeechConfig.audio_config: must be a Whisper config, got model_type "
                              f"{self.audio_config.model_type!r}")
-        if isinstance(self.time_pooling, bool) or not isinstance(self.time_pooling, int) or self.time_pooling < 1:
-            raise ValueError(f"AVEmotionSpeechConfig.time_pooling: must be a positive integer (got {self.time_pooling!r})")
         if self.class_weights is not None and len(self.class_weights) != self.num_labels:
             raise ValueError(f"AVEmotionSpeechConfig.class_weights: needs one weight per label ({self.num_labels})")
 

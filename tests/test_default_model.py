@@ -27,7 +27,6 @@ def tiny_model(fusion_type="late", **overrides):
     config = AVEmotionConfig(vision_config=dict(TINY_DINOV2), audio_config=dict(TINY_WHISPER), fusion_type=fusion_type,
                              fusion_hidden_size=32, fusion_num_heads=2, fusion_num_layers=1, num_frames=4,
                              vision_pooling="cls_mean", audio_layer_pooling="weighted", modality_heads=True,
-                             speech_pooling_hidden_size=8, speech_classifier_hidden_size=16,
                              video_merged_labels={"calm": "neutral"}, **overrides)
     return AVEmotionForAudioVisualClassification(config).eval()
 
@@ -184,7 +183,8 @@ def test_every_system_answers_from_one_forward_of_a_cross_attention_model():
     model = tiny_model(fusion_type="cross_attention")
     torch.manual_seed(0)
     inputs = dict(frame_embeds=torch.randn(3, 4, 64), video_mask=torch.tensor([[1, 1, 0, 0], [0] * 4, [1] * 4]).bool(),
-                  audio_states=torch.randn(3, 100, 32), audio_mask=torch.tensor([True, True, False]),
+                  audio_states=torch.randn(3, 100, 32), audio_layer_statistics=torch.randn(3, 2, 64),
+                  audio_mask=torch.tensor([True, True, False]),
                   audio_frame_mask=torch.ones(3, 200, dtype=torch.bool))
     probs = system_outputs(model, inputs)
     assert set(probs) == set(SYSTEMS)

@@ -411,6 +411,9 @@ def test_browser_live_tab_shows_successive_predictions_and_a_growing_timeline(li
                 if match:
                     seen.append((int(match.group(1)), state["blocks"], state["label"].strip()))
             page.screenshot(path=str(tmp_path / "live.png"), full_page=True)
+            # the log while the stream runs: closing the browser mid-stream makes the server log the websocket's
+            # disconnect (Gradio's streaming route), which is the client leaving, not a failed prediction
+            log_while_streaming = log.read_text()
         finally:
             browser.close()
     hops = sorted({s[0] for s in seen})
@@ -419,4 +422,4 @@ def test_browser_live_tab_shows_successive_predictions_and_a_growing_timeline(li
     assert blocks == sorted(blocks) and blocks[-1] > blocks[0], f"the timeline did not grow: {seen}"
     assert blocks[-1] == seen[-1][0], "one timeline block per prediction"
     assert all(s[2] in labels for s in seen)
-    assert "Traceback" not in log.read_text()
+    assert "Traceback" not in log_while_streaming

@@ -1,7 +1,7 @@
-"""The speech emotion model: Whisper encoder + layer weights + attention pooling + classifier.
+"""The speech emotion model: Whisper encoder + per-layer mean/std statistics + a linear read-out.
 
-Tiny random Whisper checkpoints test the mechanics (cached states = raw path, fine-tuned top layers on the cache,
-Auto classes, pipeline, remote code, head training); the shipped model is tested on real speech from speakers in
+Tiny random Whisper checkpoints test the mechanics (cached statistics = raw path, padding left out, Auto classes,
+pipeline with its attention mask, remote code, head training); the shipped model is tested on real speech from speakers in
 no training folder (CREMA-D actor 1002 in ../shared/data)."""
 
 import subprocess
@@ -30,22 +30,27 @@ def tiny_whisper(folder):
 
 @pytest.fixture
 def tiny_speech(tmp_path):
-    model = AVEmotionForSpeechClassification.from_backbone(tiny_whisper(tmp_path / "whisper"),
-                                                           pooling_hidden_size=16, classifier_hidden_size=16)
+    model = AVEmotionForSpeechClassification.from_backbone(tiny_whisper(tmp_path / "whisper"))
+    torch.manual_seed(1)
+    model.head.set_feature_scale(torch.randn(16, 4, 64) * 2 + 1)  # a non-trivial scale, as training sets
     return model.eval()
 
 
-def test_cached_states_give_the_raw_path_logits_and_time_pooling_averages(tiny_speech):
+def test_cached_statistics_give_the_raw_path_logits(tiny_speech):
+    from hf_avemotion.modeling_avemotion import layer_statistics, whisper_encode
+
     features = torch.randn(2, 80, 200)
     with torch.no_grad():
         raw = tiny_speech(input_features=features).logits
-        states = tiny_speech.encoder_states(features)
-        assert states.shape == (2, 4, 13, 32)  # 100 encoder steps averaged 8 by 8 (the last window holds 4)
-        torch.testing.assert_close(tiny_speech(layer_states=states).logits, raw)
-        unpooled = torch.randn(1, 4, 100, 32)
-        pooled = tiny_speech.pool_time(unpooled)
-        torch.testing.assert_close(pooled[0, :, 0], unpooled[0, :, :8].mean(1))
-        torch.testing.assert_close(pooled[0, :, -1], unpooled[0, :, 96:].mean(1))
+        statistics = tiny_speech.statistics(features)
+        assert statistics.shape == (2, 4, 64)  # L+1 = 4 hidden states, [mean; std] of width 32 each
+        states = torch.stack(whisper_encode(tiny_speech.encoder, features), 1)
+        torch.testing.assert_close(statistics[..., :32], states.mean(2))
+        torch.testing.assert_close(statistics[..., 32:], states.std(2, unbiased=False), atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(tiny_speech(layer_statistics=statistics).logits, raw)
+        mask = torch.zeros(2, 100, dtype=torch.bool)
+        mask[:, :30] = True
+        torch.testing.assert_close(layer_statistics(states, mask), layer_statistics(states[:, :, :30]))
     assert tiny_speech.frozen_backbone_prefixes() == ("encoder.",)
 
 
@@ -57,26 +62,36 @@ def test_soft_labels_class_weights_and_padding_mask(tiny_speech):
     mask = torch.ones(3, 200, dtype=torch.long)
     mask[:, 100:] = 0
     with torch.no_grad():
-        assert not torch.allclose(tiny_speech(input_features=features).logits,
-                                  tiny_speech(input_features=features, attention_mask=mask).logits)
+        masked = tiny_speech(input_features=features, attention_mask=mask).logits
+        assert not torch.allclose(tiny_speech(input_features=features).logits, masked)
+        # the per-sample mask the feature extractor returns when the mask comes from its config: same answer
+        per_sample = mask.repeat_interleave(160, dim=1)
+        torch.testing.assert_close(tiny_speech(input_features=features, attention_mask=per_sample).logits, masked)
     with pytest.raises(ValueError, match="input_features must be"):
         tiny_speech(input_features=torch.randn(1, 200, 80))
-    with pytest.raises(ValueError, match="time_pooling"):
-        AVEmotionSpeechConfig(audio_config=tiny_speech.config.audio_config, time_pooling=0)
 
 
 def test_auto_class_pipeline_and_remote_code(tiny_speech, tmp_path):
     folder = tmp_path / "speech"
     tiny_speech.save_pretrained(folder)
-    WhisperFeatureExtractor(chunk_length=2).save_pretrained(folder)
-    assert type(AutoModelForAudioClassification.from_pretrained(folder)) is AVEmotionForSpeechClassification
+    WhisperFeatureExtractor(chunk_length=2, return_attention_mask=True).save_pretrained(folder)
+    loaded = AutoModelForAudioClassification.from_pretrained(folder)
+    assert type(loaded) is AVEmotionForSpeechClassification
+    torch.testing.assert_close(loaded.head.feature_std, tiny_speech.head.feature_std)  # the scale is saved
     classify = pipeline("audio-classification", model=str(folder))
-    wave = np.sin(np.linspace(0, 2000, 32000)).astype(np.float32)
-    result = classify({"raw": wave, "sampling_rate": 16000}, top_k=3)
-    assert len(result) == 3 and all(r["label"] in EMOTIONS for r in result)
+    wave = np.sin(np.linspace(0, 1000, 16000)).astype(np.float32)  # 1 s in a 2 s window: half of it padding
+    result = classify({"raw": wave, "sampling_rate": 16000}, top_k=8)
+    assert len(result) == 8 and {r["label"] for r in result} == set(EMOTIONS)
     with torch.no_grad():
-        features = classify.feature_extractor(wave, sampling_rate=16000, return_tensors="pt")["input_features"]
-        expected = tiny_speech(input_features=features).logits
+        features = classify.feature_extractor(wave, sampling_rate=16000, return_tensors="pt",
+                                              return_attention_mask=True)
+        expected = tiny_speech(input_features=features["input_features"]).logits
+        masked = tiny_speech(**features).logits
+    # the pipeline leaves the padding out of the statistics, as training does
+    best = max(result, key=lambda r: r["score"])
+    assert best["label"] == EMOTIONS[int(masked.argmax())]
+    assert abs(best["score"] - float(torch.softmax(masked, -1).max())) < 1e-5
+    features = features["input_features"]
     torch.save({"features": features, "logits": expected}, tmp_path / "reference.pt")
     check = BLOCK_PACKAGE_IMPORT + (
         "import torch, sys\nfrom transformers import AutoModelForAudioClassification\n"
@@ -90,23 +105,22 @@ def test_auto_class_pipeline_and_remote_code(tiny_speech, tmp_path):
     assert "REMOTE_OK" in result.stdout, result.stderr[-3000:]
 
 
-def test_head_training_on_cached_states_learns_a_separable_task(tmp_path):
-    """Two classes whose cached states differ by a shift in a few time steps: the trained head separates them."""
-    from hf_avemotion.speech_training import SpeechRecipe, StateCache, predict_proba, train_speech_head
+def test_head_training_on_cached_statistics_learns_a_separable_task(tmp_path):
+    """Two classes whose cached statistics differ in a few features, on a large random offset and scale: the
+    trained head separates speakers it never saw."""
+    from hf_avemotion.speech_training import SpeechRecipe, StatisticsCache, predict_proba, train_speech_head
 
     generator = torch.Generator().manual_seed(0)
     labels = ["happy", "sad"] * 40
-    states = torch.randn(80, 4, 20, 32, generator=generator) * 0.5
-    states[0::2, :, 5:15, :4] += 1.0
-    cache = StateCache.__new__(StateCache)
-    cache.time_pooling = 1
+    statistics = torch.randn(80, 4, 64, generator=generator) * 0.5
+    statistics[0::2, :, :4] += 2.0
+    cache = StatisticsCache.__new__(StatisticsCache)
     cache.columns = {"corpus": ["x"] * 80, "clip_id": [str(i) for i in range(80)],
                      "speaker": [f"x:{i % 8}" for i in range(80)], "label": labels}
-    cache.states = states
+    cache.statistics = statistics * 30 + 100  # standardisation must undo this
     train, test = cache.select(exclude_speakers={"x:6", "x:7"}), cache.select(speakers={"x:6", "x:7"})
-    recipe = SpeechRecipe(epochs=15, batch_size=16, learning_rate=3e-3, time_mask_tokens=3, patience=15)
-    model, history = train_speech_head(cache, train, test, tiny_whisper(tmp_path / "whisper"), recipe,
-                                       log=lambda _: None)
+    recipe = SpeechRecipe(epochs=15, batch_size=16, learning_rate=3e-3)
+    model, history = train_speech_head(cache, train, tiny_whisper(tmp_path / "whisper"), recipe, log=lambda _: None)
     accuracy = (predict_proba(model, cache, test).argmax(-1) == cache.targets(test).numpy()).mean()
     assert accuracy >= 0.9 and history[-1]["train_loss"] < history[0]["train_loss"]
 
