@@ -256,6 +256,9 @@ class AVEmotionPreTrainedModel(PreTrainedModel):
                     init.normal_(getattr(module, name), mean=0.0, std=0.02)
         if isinstance(module, AVEmotionForAudioVisualClassification) and module.fusion_logit_weights is not None:
             init.zeros_(module.fusion_logit_weights)
+        if isinstance(module, SpeechStatisticsHead):
+            init.zeros_(module.feature_mean)
+            init.ones_(module.feature_std)
 
     def save_pretrained(self, save_directory, *args, **kwargs):
         # custom_object_save adds only `_auto_class`; the full map also lets AutoModelForVideoClassification
@@ -763,8 +766,8 @@ class SpeechStatisticsHead(nn.Module):
 
     Why this head: on RAVDESS (5 subject-wise folds, frozen Whisper base) a linear read-out of every layer's
     mean + std beat a learned weighted sum of the layers followed by attentive pooling and an MLP (0.756 vs 0.664
-    accuracy; docs/speech_model.md): emotion is spread over layers differently per statistic, and 1,300 training
-    clips per fold favour the simplest read-out."""
+    accuracy; docs/speech_model.md): emotion is spread over the layers differently for each statistic, and a few
+    thousand training clips favour the simplest read-out."""
 
     def __init__(self, num_layers: int, width: int, num_labels: int, dropout: float):
         super().__init__()
