@@ -9,6 +9,7 @@ from ``hf_avemotion`` beyond that file.
 """
 
 import inspect
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -595,12 +596,13 @@ class AVEmotionForAudioVisualClassification(AVEmotionPreTrainedModel):
         """The unimodal heads (`config.modality_heads`) on the encoders' outputs -> (audio, video) log-probabilities
         [B,num_labels] each. Video: the face classifier on every present frame, probabilities averaged over them
         (uniform for a row without frames). Audio: the speech model's head on the per-layer statistics of the
-        Whisper states (`outputs.audio_layer_statistics`, padding left out)."""
+        Whisper states (`outputs.audio_layer_statistics`, padding left out; uniform for a row without audio)."""
         frames = outputs.video_mask.to(outputs.frame_embeds.dtype)  # [B,T]
         face = torch.softmax(self.face_classifier(outputs.frame_embeds), -1)  # [B,T,L]
         video = (face * frames[..., None]).sum(1) / frames.sum(1, keepdim=True).clamp(min=1)
         video = torch.where(frames.sum(1, keepdim=True) > 0, video, torch.full_like(video, 1 / video.shape[-1]))
         audio = torch.log_softmax(self.speech_head(outputs.audio_layer_statistics), -1)
+        audio = torch.where(outputs.audio_mask[:, None], audio, torch.full_like(audio, -math.log(audio.shape[-1])))
         return audio, video.clamp(min=1e-8).log()
 
     def fuse_modality_probs(self, audio_logits, video_logits, has_audio, has_video):
