@@ -5,7 +5,7 @@ EmoDB, 7-class basic view): the comparison in docs/speech_model.md.
     python benchmarks/speech_head_variants.py [--backbone whisper-base] [--out runs/speech/head_variants.json]
 
 Uses (and builds when absent) the encoder cache of `avemotion speech` (runs/speech/cache_<backbone>). The shipped
-recipe was picked among these variants on these same folds, so its row is a slightly optimistic estimate; the
+recipe was chosen on a quicker comparison over these same folds, so its row is a slightly optimistic estimate; the
 spread across variants shows how much that choice can matter. Prints a markdown table and writes the JSON.
 """
 

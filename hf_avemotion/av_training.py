@@ -120,7 +120,7 @@ def cache_speech(items: list[dict], model, processor, *, batch_size: int = 16, l
         waves = [load_clip(item["path"]).audio for item in items[i:i + batch_size]]
         features = processor(audio=waves, sampling_rate=16000, return_tensors="pt")
         mask = features["audio_frame_mask"]
-        weighted, layer_statistics = model.avemotion.embed_audio(features["input_values"], mask)
+        weighted, layer_statistics = model.avemotion.embed_audio(features["input_values"], mask, with_statistics=True)
         states.append(weighted.half().numpy())
         statistics.append(layer_statistics.numpy())
         masks.append(mask.numpy())

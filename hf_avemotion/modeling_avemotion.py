@@ -375,11 +375,12 @@ class AVEmotionModel(AVEmotionPreTrainedModel):
         patch_valid = time_valid[:, None, :].expand(-1, frequency, time).reshape(frame_mask.shape[0], -1)
         return time_valid, patch_valid, valid_frames[:, 0] > 0
 
-    def embed_audio(self, input_values, frame_mask, statistics_mask=None):
+    def embed_audio(self, input_values, frame_mask, statistics_mask=None, with_statistics=False):
         """Audio encoder. Whisper: input_values [B,F,M] -> states [B,ceil(F/2),Da] (the last layer, or the learned
         weighted sum of all layers); the encoder sees every frame (as Whisper was trained: it pads with silence, no
-        mask) and padding is masked afterwards, in the fusion. With `config.modality_heads` the per-layer statistics
-        over the frames of ``statistics_mask`` [B,F] (default ``frame_mask``) come too: (states, [B,L+1,2Da]).
+        mask) and padding is masked afterwards, in the fusion. With ``with_statistics`` (Whisper only) the speech head's
+        per-layer statistics over the frames of ``statistics_mask`` [B,F] (default ``frame_mask``) come too, from the
+        same encoder pass: (states, [B,L+1,2Da]).
         AST: input_values [B,F,M], frame_mask bool [B,F] -> token states [B,2+f*t,Da]. Padded patches
         are hidden from attention inside AST; the 2 special tokens always attend."""
         if self.config.audio_is_whisper:
@@ -389,7 +390,7 @@ class AVEmotionModel(AVEmotionPreTrainedModel):
             else:
                 weights = torch.softmax(self.audio_layer_weights, 0).to(layers.dtype)
                 states = torch.einsum("l,blnd->bnd", weights, layers)
-            if not self.config.modality_heads:
+            if not with_statistics:
                 return states
             mask = statistics_mask if statistics_mask is not None else frame_mask
             return states, layer_statistics(layers, whisper_token_mask(mask, layers.shape[2]))
@@ -499,9 +500,11 @@ class AVEmotionModel(AVEmotionPreTrainedModel):
         if self.config.uses_video and frame_embeds is None:
             frame_embeds = self.embed_frames(pixel_values, video_mask)
         if self.config.uses_audio and audio_states is None:
-            audio_states = self.embed_audio(input_values, frame_mask, audio_frame_mask)
             if self.config.modality_heads:
-                audio_states, audio_layer_statistics = audio_states
+                audio_states, audio_layer_statistics = self.embed_audio(input_values, frame_mask, audio_frame_mask,
+                                                                        with_statistics=True)
+            else:
+                audio_states = self.embed_audio(input_values, frame_mask)
         video_mask, frame_mask = self._modality_dropout(video_mask, frame_mask)
         if self.config.uses_video:
             video, video_token_mask = self.video_tokens(frame_embeds, video_mask)
