@@ -1,4 +1,4 @@
-"""Score the peers' facial-expression classifiers on FER+ PublicTest and CK+ (baselines for our vision branch).
+"""Score the peers' facial-expression classifiers on FER+ PublicTest, CK+ and real video frames (our baselines).
 
     .venv/bin/python benchmarks/peers/fetch_peers.py          # once: the peers' weights from npm
     .venv/bin/python benchmarks/score_face_peers.py           # prints a markdown table, writes the JSON
@@ -41,6 +41,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from peers import fetch_peers  # noqa: E402
+
+from hf_avemotion.face_training import VIDEO_DATASET, video_faces  # noqa: E402
 
 OUR_LABELS = ("neutral", "happy", "sad", "angry", "fearful", "disgust", "surprised")
 FERPLUS_TO_OURS = {"neutral": "neutral", "happiness": "happy", "surprise": "surprised", "sadness": "sad",
@@ -100,6 +102,7 @@ def cpu_model() -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--corpus", type=Path, default=ROOT.parent / "shared" / "corpus")
+    parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data", help="labelled videos")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1: a shared machine)")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "face_peers_results.json")
     args = parser.parse_args(argv)
@@ -133,12 +136,34 @@ def main(argv: list[str] | None = None) -> int:
             rows.append(f"| {key} | {dataset} | {entry['n']} | {entry['accuracy']:.3f} | {entry['macro_f1']:.3f} "
                         f"| {entry['uar']:.3f} | {len(entry['metric_classes'])} |")
 
+    # the real video faces the face model is also scored on (hf_avemotion.face_training.video_faces: YuNet crops,
+    # margin 0.25, 112 px colour), frame by frame and per clip (mean probability)
+    clips = video_faces(args.corpus, args.data, margin=0.25)
+    for key, (package, model) in peers.items():
+        frame_true, frame_pred, clip_true, clip_pred = [], [], [], []
+        start = time.perf_counter()
+        for clip in clips:
+            probs = model.predict(list(clip["crops"]))
+            frame_true += [clip["label"]] * len(probs)
+            frame_pred += [model.our_labels[i] for i in probs.argmax(axis=1)]
+            clip_true.append(clip["label"])
+            clip_pred.append(model.our_labels[int(probs.mean(axis=0).argmax())])
+        seconds = time.perf_counter() - start
+        entry = {"peer": key, "package": package.spec, "tarball_sha256": package.tarball_sha256,
+                 "dataset": VIDEO_DATASET, "source": "shared/corpus/av + shared/data (YuNet crops, margin 0.25)",
+                 **score(frame_true, frame_pred), "clips": score(clip_true, clip_pred),
+                 "images_per_second": round(len(frame_true) / seconds, 1)}
+        results.append(entry)
+        rows.append(f"| {key} | {VIDEO_DATASET} | {entry['n']} | {entry['accuracy']:.3f} | {entry['macro_f1']:.3f} "
+                    f"| {entry['uar']:.3f} | {len(entry['metric_classes'])} |")
+
     print("| peer | dataset | n | accuracy | macro-F1 | UAR | classes |")
     print("|---|---|---|---|---|---|---|")
     print("\n".join(rows))
     report = {
         "about": "Peers' facial-expression classifiers (PyTorch ports checked against TensorFlow.js) on FER+ "
-                 "PublicTest and CK+48, contempt excluded; argmax over each peer's 7 classes mapped to ours; "
+                 "PublicTest and CK+48, contempt excluded, and on the real video frames (YuNet crops, the clip's "
+                 "label for every frame; `clips`: mean probability per clip); argmax over each peer's 7 classes mapped to ours; "
                  "macro-F1 and UAR over the classes present in each set. Command: "
                  ".venv/bin/python benchmarks/score_face_peers.py",
         "caveats": [
