@@ -665,7 +665,7 @@ def evaluate_face_model(root, data_root, run, model_dir, out, *, log=print) -> d
     table = [{"model": "hf_avemotion face (ours)", "dataset": k, **v} for k, v in rows.items()]
     table += [{"model": name, "dataset": k, **v} for name, b in baselines.items() for k, v in b["sets"].items()]
     table += [{"model": r["peer"], "dataset": r["dataset"], **{k: r[k] for k in ("n", "accuracy", "macro_f1", "uar",
-              "metric_classes", "confusion_matrix", "clips") if k in r}} for r in peers["results"]]
+              "metric_classes", "confusion_matrix", "clips", "margin") if k in r}} for r in peers["results"]]
     report = {"about": "Facial-expression models on the same faces: FER+ PublicTest (majority labels, contempt and "
                        "no-majority rows excluded) and CK+48 (evaluation only, contempt excluded); metrics over the "
                        "classes present. Command: python -m hf_avemotion.face_training evaluate",
@@ -702,7 +702,7 @@ def markdown_tables(report: dict) -> str:
                              f"{f['macro_f1']:.3f} | {c['n']} | {c['accuracy']:.3f} |")
         for r in report["table"]:
             if r["dataset"] == VIDEO_DATASET and "clips" in r:
-                lines.append(f"| {names[r['model']]}, margin 0.25, colour | {r['n']} | {r['accuracy']:.3f} | "
+                lines.append(f"| {names[r['model']]}, margin {r['margin']}, colour | {r['n']} | {r['accuracy']:.3f} | "
                              f"{r['macro_f1']:.3f} | {r['clips']['n']} | {r['clips']['accuracy']:.3f} |")
     return "\n".join(lines)
 
