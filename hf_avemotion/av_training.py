@@ -537,11 +537,15 @@ def decision_text(results: dict, fusion_type: str) -> str:
         return f"the cross-attention head ({facts})."
     no_face = (f" (face missing on the pairs: late fusion {pairs['no_face/late_fusion']['accuracy']:.3f} vs "
                f"cross-attention {pairs['no_face/cross_attention']['accuracy']:.3f})" if pairs else "")
+    ahead = [name for name, row in (("the real AV items", both), ("the unheard ones", unheard))
+             if row and acc(row, "cross_attention") > acc(row, "late_fusion")]
+    ahead_text = (f"; where cross-attention was ahead, on {' and '.join(ahead)}, there are too few items to choose on"
+                  if ahead else "")
     return (f"**late fusion of the two unimodal models, not cross-attention**: the average of the face model's and "
             f"the speech model's probabilities. Measured: {facts}. Late fusion needs no training and falls back "
-            f"exactly to either model when the other modality is missing{no_face}; where cross-attention was ahead, "
-            f"on the real AV items, there are too few items to choose on. The cross-attention head is not in this "
-            f"model; `python -m hf_avemotion.av_training --ship-fusion cross_attention` ships it instead.")
+            f"exactly to either model when the other modality is missing{no_face}{ahead_text}. The cross-attention "
+            f"head is not in this model; `python -m hf_avemotion.av_training --ship-fusion cross_attention` ships it "
+            f"instead.")
 
 
 def model_card(results: dict, fusion_type: str) -> str:
