@@ -42,7 +42,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from peers import fetch_peers  # noqa: E402
 
-from hf_avemotion.face_training import VIDEO_DATASET, video_faces  # noqa: E402
+from hf_avemotion.face_training import VIDEO_DATASET, VIDEO_MARGINS, clip_predictions, video_faces  # noqa: E402
 
 OUR_LABELS = ("neutral", "happy", "sad", "angry", "fearful", "disgust", "surprised")
 FERPLUS_TO_OURS = {"neutral": "neutral", "happiness": "happy", "surprise": "surprised", "sadness": "sad",
@@ -138,22 +138,18 @@ def main(argv: list[str] | None = None) -> int:
 
     # the real video faces the face model is also scored on (hf_avemotion.face_training.video_faces: YuNet crops,
     # 112 px colour, at the AV processor's margin and a tighter one), frame by frame and per clip (mean probability)
-    for margin in (0.25, 0.1):
+    for margin in VIDEO_MARGINS:
         clips = video_faces(args.corpus, args.data, margin=margin)
         for key, (package, model) in peers.items():
-            frame_true, frame_pred, clip_true, clip_pred = [], [], [], []
             start = time.perf_counter()
-            for clip in clips:
-                probs = model.predict(list(clip["crops"]))
-                frame_true += [clip["label"]] * len(probs)
-                frame_pred += [model.our_labels[i] for i in probs.argmax(axis=1)]
-                clip_true.append(clip["label"])
-                clip_pred.append(model.our_labels[int(probs.mean(axis=0).argmax())])
+            predicted = clip_predictions(clips, lambda crops: model.predict(list(crops)), model.our_labels)
             seconds = time.perf_counter() - start
+            frame_true = [p["label"] for p in predicted for _ in p["frames"]]
             entry = {"peer": key, "package": package.spec, "tarball_sha256": package.tarball_sha256,
                      "dataset": VIDEO_DATASET, "margin": margin,
                      "source": f"shared/corpus/av + shared/data (YuNet crops, margin {margin})",
-                     **score(frame_true, frame_pred), "clips": score(clip_true, clip_pred),
+                     **score(frame_true, [f for p in predicted for f in p["frames"]]),
+                     "clips": score([p["label"] for p in predicted], [p["clip"] for p in predicted]),
                      "images_per_second": round(len(frame_true) / seconds, 1)}
             results.append(entry)
             rows.append(f"| {key} | {VIDEO_DATASET}, margin {margin} | {entry['n']} | {entry['accuracy']:.3f} "
@@ -165,8 +161,8 @@ def main(argv: list[str] | None = None) -> int:
     report = {
         "about": "Peers' facial-expression classifiers (PyTorch ports checked against TensorFlow.js) on FER+ "
                  "PublicTest and CK+48, contempt excluded, and on the real video frames (YuNet crops, the clip's "
-                 "label for every frame; `clips`: mean probability per clip); argmax over each peer's 7 classes mapped to ours; "
-                 "macro-F1 and UAR over the classes present in each set. Command: "
+                 "label for every frame; `clips`: mean probability per clip); argmax over each peer's 7 classes "
+                 "mapped to ours; macro-F1 and UAR over the classes present in each set. Command: "
                  ".venv/bin/python benchmarks/score_face_peers.py",
         "caveats": [
             "mini-Xception (oarriaga's training script): trained on FER2013 Training with its original labels, "

@@ -449,6 +449,7 @@ def train_face_model(run, backbone, recipe: FaceRecipe, *, log=print) -> dict:
 # ---------------------------------------------------------------------------------------------- evaluation
 
 VIDEO_DATASET = "real video frames"  # the peers' rows on `video_faces` (benchmarks/score_face_peers.py)
+VIDEO_MARGINS = (0.25, 0.1)  # face crop margins scored on video: the AV processor's default, a tighter FER-like one
 BASIC = ("neutral", "happy", "sad", "angry", "fearful", "disgust", "surprised")  # the peers' table order
 VIDEO_WORDS = {"anger": "angry", "angry": "angry", "disgust": "disgust", "happiness": "happy", "happy": "happy",
                "fear": "fearful", "fearful": "fearful", "sad": "sad", "sadness": "sad", "neutral": "neutral",
@@ -592,6 +593,18 @@ def grey(crops: np.ndarray) -> np.ndarray:
     return np.repeat((y + 0.5).astype(np.uint8)[..., None], 3, axis=-1)
 
 
+def clip_predictions(clips: list[dict], predict, labels) -> list[dict]:
+    """Per `video_faces` clip: its label, the predicted word of every frame and of the clip (argmax of the mean
+    probability). ``predict``: crops uint8 [T, S, S, 3] -> probabilities [T, len(labels)]; ``labels``: its words.
+    Shared by our model's `video_scores` and the peers' (benchmarks/score_face_peers.py)."""
+    out = []
+    for clip in clips:
+        probs = np.asarray(predict(clip["crops"]))
+        out.append({"label": clip["label"], "frames": [labels[int(i)] for i in probs.argmax(-1)],
+                    "clip": labels[int(probs.mean(0).argmax())]})
+    return out
+
+
 @torch.inference_mode()
 def video_scores(model, clips: list[dict]) -> dict:
     """Frame and clip (mean probability) accuracy on `video_faces` clips, colour crops as the AV path gives them
@@ -599,18 +612,17 @@ def video_scores(model, clips: list[dict]) -> dict:
     processor = image_processor()
     result = {}
     for variant, transform in (("colour", lambda x: x), ("grey", grey)):
-        frame_true, frame_pred, clip_true, clip_pred, rows = [], [], [], [], []
-        for clip in clips:
-            pixels = processor(list(transform(clip["crops"])), return_tensors="pt")["pixel_values"]
-            probs = model(pixel_values=pixels).logits.softmax(-1)
-            frame_true += [clip["label"]] * len(probs)
-            frame_pred += words(probs.argmax(-1))
-            clip_true.append(clip["label"])
-            clip_pred.append(EMOTIONS[int(probs.mean(0).argmax())])
-            rows.append({"source": clip["source"], "clip": clip["clip"], "label": clip["label"],
-                         "predicted": clip_pred[-1], "frames": len(probs),
-                         "frames_correct": int(sum(p == clip["label"] for p in words(probs.argmax(-1))))})
-        result[variant] = {"frames": score(frame_true, frame_pred), "clips": score(clip_true, clip_pred),
+        def predict(crops):
+            pixels = processor(list(transform(crops)), return_tensors="pt")["pixel_values"]
+            return model(pixel_values=pixels).logits.softmax(-1)
+
+        predicted = clip_predictions(clips, predict, EMOTIONS)
+        rows = [{"source": clip["source"], "clip": clip["clip"], "label": p["label"], "predicted": p["clip"],
+                 "frames": len(p["frames"]), "frames_correct": sum(f == p["label"] for f in p["frames"])}
+                for clip, p in zip(clips, predicted)]
+        result[variant] = {"frames": score([p["label"] for p in predicted for _ in p["frames"]],
+                                           [f for p in predicted for f in p["frames"]]),
+                           "clips": score([p["label"] for p in predicted], [p["clip"] for p in predicted]),
                            "per_clip": rows}
     result["faces_found"] = int(sum(c["found"].sum() for c in clips))
     return result
@@ -652,7 +664,7 @@ def evaluate_face_model(root, data_root, run, model_dir, out, *, log=print) -> d
     log(f"pipeline check: {check}")
 
     video = {}
-    for margin in (0.25, 0.1):  # the AV processor's default, and a tighter, FER-like crop
+    for margin in VIDEO_MARGINS:
         clips = video_faces(root, data_root, margin=margin)
         video[f"margin_{margin}"] = video_scores(model, clips)
         log(f"video (margin {margin}): {len(clips)} clips, frame accuracy colour "
